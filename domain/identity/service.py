@@ -1,0 +1,410 @@
+"""Identity use cases: principals, login, refresh-token rotation, API keys, first-start admin."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import ColumnElement, false, func, select, text, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.actor import Actor, PrincipalKind, Role
+from domain.audit import service as audit
+from domain.base import utcnow
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from domain.identity.models import ApiKey, RefreshToken, User
+from domain.identity.rules import (
+    MIN_PASSWORD_LENGTH,
+    USERNAME,
+    api_key_well_formed,
+    display_prefix,
+    new_api_key,
+    new_refresh_token,
+    role_fits_owner,
+    secret_hash,
+)
+from domain.pagination import Page, keyset_page
+from domain.registry.models import Authority, Enterprise
+from domain.registry.service import get_authority, get_enterprise
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so a miss costs as long as a hit.
+_DUMMY_HASH = _hasher.hash("scrapflow-timing-equaliser")
+
+
+class RefreshTokenReused(Unauthenticated):
+    code = "refresh_token_reused"
+    title = "Refresh token already used"
+    keeps_writes = True  # the family stays revoked although the request fails
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    enterprise_id: uuid.UUID | None
+    authority_id: uuid.UUID | None
+
+
+# --- resolving principals ---------------------------------------------------------------------
+
+
+async def _actor_for(
+    session: AsyncSession,
+    principal_id: uuid.UUID,
+    kind: PrincipalKind,
+    role: str,
+    enterprise_id: uuid.UUID | None,
+    authority_id: uuid.UUID | None,
+    request_id: str | None,
+) -> Actor:
+    enterprise_active = True
+    jurisdiction = None
+    if enterprise_id is not None:
+        status = await session.scalar(select(Enterprise.status).where(Enterprise.id == enterprise_id))
+        enterprise_active = status == "active"
+    if authority_id is not None:
+        jurisdiction = await session.scalar(
+            select(Authority.jurisdiction).where(Authority.id == authority_id)
+        )
+    return Actor(
+        principal_id=principal_id,
+        principal_kind=kind,
+        role=Role(role),
+        enterprise_id=enterprise_id,
+        authority_id=authority_id,
+        jurisdiction=jurisdiction,
+        request_id=request_id,
+        enterprise_active=enterprise_active,
+    )
+
+
+async def actor_for_api_key(
+    session: AsyncSession, token: str, request_id: str | None = None
+) -> Actor:
+    if not api_key_well_formed(token):
+        raise Unauthenticated("the API key is malformed (bad length, characters or checksum)")
+    key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == secret_hash(token)))
+    now = utcnow()
+    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        raise Unauthenticated("the API key is unknown, revoked or expired")
+    return await _actor_for(
+        session, key.id, PrincipalKind.api_key, key.role, key.enterprise_id, key.authority_id,
+        request_id,
+    )
+
+
+async def actor_for_user(
+    session: AsyncSession, user_id: uuid.UUID, request_id: str | None = None
+) -> Actor:
+    user = await session.get(User, user_id)
+    if user is None or user.status != "active":
+        raise Unauthenticated("the user behind this token no longer exists or is disabled")
+    return await _actor_for(
+        session, user.id, PrincipalKind.user, user.role, user.enterprise_id, user.authority_id,
+        request_id,
+    )
+
+
+# --- who manages whom -------------------------------------------------------------------------
+
+
+async def _check_manages(session: AsyncSession, actor: Actor, owner: Owner, role: Role) -> None:
+    """Platform admins manage everyone; an enterprise admin its enterprise; a supervisor its
+    authority. The owner must be visible first (404 otherwise), then manageable (403)."""
+    if owner.enterprise_id is not None and owner.authority_id is not None:
+        raise InvalidInput("a principal belongs to an enterprise or an authority, not both")
+    if not role_fits_owner(
+        role, enterprise=owner.enterprise_id is not None, authority=owner.authority_id is not None
+    ):
+        raise InvalidInput(
+            f"role {role.value} does not fit this owner: enterprises have admin/operator/viewer, "
+            "authorities inspector/supervisor, platform admins no owner",
+            errors=[{"pointer": "/role", "detail": "role does not fit the owner"}],
+        )
+    if owner.enterprise_id is not None:
+        await get_enterprise(session, actor, owner.enterprise_id)
+    if owner.authority_id is not None:
+        await get_authority(session, actor, owner.authority_id)
+    if actor.is_platform_admin:
+        return
+    if owner.enterprise_id is not None and actor.enterprise_id == owner.enterprise_id:
+        if actor.role is Role.admin and actor.enterprise_active:
+            return
+    if owner.authority_id is not None and actor.authority_id == owner.authority_id:
+        if actor.role is Role.supervisor:
+            return
+    raise Forbidden("only the owner's admin (or supervisor) or a platform admin manages principals")
+
+
+def principal_visible_to(actor: Actor, model: type[User] | type[ApiKey]) -> ColumnElement[bool]:
+    if actor.is_platform_admin:
+        return true()
+    if actor.enterprise_id is not None and actor.role is Role.admin:
+        return model.enterprise_id == actor.enterprise_id  # type: ignore[return-value]
+    if actor.authority_id is not None and actor.role is Role.supervisor:
+        return model.authority_id == actor.authority_id  # type: ignore[return-value]
+    if actor.principal_id is not None:
+        return model.id == actor.principal_id  # type: ignore[return-value]
+    return false()
+
+
+def _owner_ids(owner: Owner) -> list[uuid.UUID | None]:
+    return [owner.enterprise_id]
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+async def create_user(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    username: str,
+    display_name: str,
+    password: str,
+    role: Role,
+    owner: Owner,
+) -> User:
+    await _check_manages(session, actor, owner, role)
+    username = username.lower()
+    if not USERNAME.match(username):
+        raise InvalidInput(
+            "username: 3-64 characters of a-z, 0-9, '.', '_', '@', '-', starting alphanumeric",
+            errors=[{"pointer": "/username", "detail": "invalid username"}],
+        )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password must have at least {MIN_PASSWORD_LENGTH} characters",
+            errors=[{"pointer": "/password", "detail": "too short"}],
+        )
+    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"username {username} is taken")
+    user = User(
+        username=username,
+        display_name=display_name,
+        password_hash=await asyncio.to_thread(_hasher.hash, password),
+        role=role.value,
+        enterprise_id=owner.enterprise_id,
+        authority_id=owner.authority_id,
+    )
+    session.add(user)
+    await session.flush()
+    await audit.record(
+        session, actor, "user.created",
+        subject_type="user", subject_id=user.id,
+        enterprise_ids=_owner_ids(owner),
+        payload={
+            "username": username, "role": role.value,
+            "enterprise_id": owner.enterprise_id, "authority_id": owner.authority_id,
+        },
+    )
+    return user
+
+
+async def list_users(
+    session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
+) -> Page[User]:
+    query = select(User).where(principal_visible_to(actor, User))
+    return await keyset_page(session, query, User.id, after=after, limit=limit)
+
+
+# --- login and refresh ------------------------------------------------------------------------
+
+
+async def _issue_refresh_token(
+    session: AsyncSession, user: User, family_id: uuid.UUID, lifetime: timedelta
+) -> str:
+    token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            family_id=family_id,
+            user_id=user.id,
+            token_hash=secret_hash(token),
+            expires_at=utcnow() + lifetime,
+        )
+    )
+    await session.flush()
+    return token
+
+
+async def login(
+    session: AsyncSession,
+    username: str,
+    password: str,
+    *,
+    refresh_lifetime: timedelta,
+    request_id: str | None,
+) -> tuple[User, str]:
+    user = await session.scalar(select(User).where(User.username == username.lower()))
+    try:
+        await asyncio.to_thread(
+            _hasher.verify, user.password_hash if user else _DUMMY_HASH, password
+        )
+    except (VerifyMismatchError, InvalidHashError):
+        user = None
+    if user is None or user.status != "active":
+        raise Unauthenticated("unknown username or wrong password")
+    actor = await actor_for_user(session, user.id, request_id)
+    token = await _issue_refresh_token(session, user, uuid.uuid4(), refresh_lifetime)
+    await audit.record(
+        session, actor, "user.logged_in", subject_type="user", subject_id=user.id, payload={}
+    )
+    return user, token
+
+
+async def refresh(
+    session: AsyncSession, token: str, *, refresh_lifetime: timedelta, request_id: str | None
+) -> tuple[User, str]:
+    current = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token)).with_for_update()
+    )
+    if current is None:
+        raise Unauthenticated("unknown refresh token")
+    actor = await actor_for_user(session, current.user_id, request_id)
+    now = utcnow()
+    if current.rotated_at is not None or current.revoked_at is not None:
+        await _revoke_family(session, current.family_id, now)
+        await audit.record(
+            session, actor, "user.refresh_token_reused",
+            subject_type="user", subject_id=current.user_id,
+            payload={"family_id": current.family_id, "token_id": current.id},
+        )
+        raise RefreshTokenReused(
+            "this refresh token was already used; every token of its login is now revoked"
+        )
+    if current.expires_at <= now:
+        raise Unauthenticated("the refresh token has expired")
+    current.rotated_at = now
+    user = await session.get_one(User, current.user_id)
+    new_token = await _issue_refresh_token(session, user, current.family_id, refresh_lifetime)
+    return user, new_token
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    current = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token))
+    )
+    if current is not None:
+        await _revoke_family(session, current.family_id, utcnow())
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=now)
+    )
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+async def create_api_key(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    name: str,
+    role: Role,
+    owner: Owner,
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    await _check_manages(session, actor, owner, role)
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput(
+            "expires_at must be in the future",
+            errors=[{"pointer": "/expires_at", "detail": "in the past"}],
+        )
+    key, secret = await _insert_api_key(session, name, role, owner, actor.principal_id, expires_at)
+    await audit.record(
+        session, actor, "api_key.created",
+        subject_type="api_key", subject_id=key.id,
+        enterprise_ids=_owner_ids(owner),
+        payload={
+            "name": name, "role": role.value, "prefix": key.prefix, "expires_at": expires_at,
+            "enterprise_id": owner.enterprise_id, "authority_id": owner.authority_id,
+        },
+    )
+    return key, secret
+
+
+async def _insert_api_key(
+    session: AsyncSession,
+    name: str,
+    role: Role,
+    owner: Owner,
+    created_by: uuid.UUID | None,
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    secret = new_api_key()
+    key = ApiKey(
+        name=name,
+        prefix=display_prefix(secret),
+        secret_hash=secret_hash(secret),
+        role=role.value,
+        enterprise_id=owner.enterprise_id,
+        authority_id=owner.authority_id,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    await session.flush()
+    return key, secret
+
+
+async def list_api_keys(
+    session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
+) -> Page[ApiKey]:
+    query = select(ApiKey).where(principal_visible_to(actor, ApiKey))
+    return await keyset_page(session, query, ApiKey.id, after=after, limit=limit)
+
+
+async def revoke_api_key(session: AsyncSession, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    key = await session.scalar(
+        select(ApiKey)
+        .where(ApiKey.id == key_id, principal_visible_to(actor, ApiKey))
+        .with_for_update()
+    )
+    if key is None:
+        raise NotFound(f"api key {key_id} not found")
+    await _check_manages(
+        session, actor, Owner(key.enterprise_id, key.authority_id), Role(key.role)
+    )
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+        await audit.record(
+            session, actor, "api_key.revoked",
+            subject_type="api_key", subject_id=key.id,
+            enterprise_ids=[key.enterprise_id],
+            payload={"prefix": key.prefix},
+        )
+    return key
+
+
+# --- first start ------------------------------------------------------------------------------
+
+
+async def bootstrap_platform_admin(session: AsyncSession, actor: Actor) -> str | None:
+    """Against an empty registry, create the platform admin's API key and return it (once)."""
+    # Serialise concurrent first starts (two processes on one database).
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('scrapflow.bootstrap'))"))
+    has_admin = await session.scalar(
+        select(func.count()).select_from(User).where(User.role == Role.platform_admin.value)
+    )
+    has_key = await session.scalar(
+        select(func.count()).select_from(ApiKey).where(ApiKey.role == Role.platform_admin.value)
+    )
+    if has_admin or has_key:
+        return None
+    key, secret = await _insert_api_key(
+        session, "first-start platform admin", Role.platform_admin, Owner(None, None), None, None
+    )
+    await audit.record(
+        session, actor, "api_key.created",
+        subject_type="api_key", subject_id=key.id,
+        payload={"name": key.name, "role": key.role, "prefix": key.prefix, "bootstrap": True},
+    )
+    return secret

@@ -1,0 +1,9 @@
+"""Every table of every context, gathered for Alembic and the drift check."""
+
+from domain.audit import models as audit_models
+from domain.base import metadata
+from domain.identity import models as identity_models
+from domain.reference import models as reference_models
+from domain.registry import models as registry_models
+
+__all__ = ["audit_models", "identity_models", "metadata", "reference_models", "registry_models"]

@@ -1,0 +1,39 @@
+"""Configuration from the environment (documented in the README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCRAPFLOW_", extra="ignore")
+
+    # Without a database URL the service runs its own embedded PostgreSQL in data_dir/pg.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "SCRAPFLOW_DATABASE_URL")
+    )
+    data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    # HS256 secret for access tokens; without one a 0600 key file in data_dir is used.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "scrapflow"
+    jwt_audience: str = "scrapflow-api"
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+
+    idempotency_ttl_hours: int = 24
+    cors_origins: list[str] = []
+    log_level: str = "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
