@@ -1,0 +1,1 @@
+"""The interfaces: the FastAPI application, its routes and schemas, and the `scrapflow` CLI."""

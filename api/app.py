@@ -1,0 +1,80 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import problems
+from api.middleware import RequestContext
+from api.routes import auth, authorities, enterprises, facilities, health, principals, reference
+from api.tokens import TokenIssuer
+from integrations.database import create_engine, session_factory
+from integrations.secrets import file_secret
+from integrations.settings import Settings
+
+DESCRIPTION = """
+The system of record for recycled aluminium and copper in Guizhou: enterprises and facilities,
+lots and their custody, mass balance, recycled content and a tamper-evident audit trail.
+
+**Authentication**: `Authorization: Bearer <token>` with an API key (`sfk_…`) or an access token
+from `POST /api/v1/auth/token`. **Errors** are `application/problem+json` with a stable `code`.
+**Creating POSTs** accept `Idempotency-Key`; **updates** need `If-Match` with the ETag you read.
+**Lists** take `limit` and `cursor` and answer `{"items": [...], "next_cursor": ...}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    database_url: str,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+) -> FastAPI:
+    engine = create_engine(
+        database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="scrapflow",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    secret = (
+        settings.jwt_secret.get_secret_value().encode()
+        if settings.jwt_secret
+        else file_secret(settings.data_dir / "keys" / "jwt.key")
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker or session_factory(engine)
+    app.state.tokens = TokenIssuer(
+        secret=secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime=timedelta(minutes=settings.access_token_minutes),
+    )
+    problems.install(app)
+    for module in (health, auth, enterprises, facilities, authorities, principals, reference):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                           "X-Request-ID"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"],
+        )
+    app.add_middleware(RequestContext)
+    return app

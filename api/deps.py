@@ -1,0 +1,144 @@
+"""Dependencies shared by the routes: the request's session, the caller, roles, paging, If-Match."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.tokens import TokenIssuer
+from domain.actor import Actor, Role
+from domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
+from domain.identity import service as identity
+from domain.identity.rules import API_KEY_PREFIX
+from integrations.logging import request_id_var
+
+
+def session_of(request: Request) -> AsyncSession:
+    session: AsyncSession = request.state.session
+    return session
+
+
+Session = Annotated[AsyncSession, Depends(session_of)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`sfk_…`) or an access token from POST /api/v1/auth/token.",
+)
+
+
+async def current_actor(
+    request: Request,
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send Authorization: Bearer <API key or access token>")
+    token = credentials.credentials
+    request_id = request_id_var.get()
+    if token.startswith(API_KEY_PREFIX):
+        return await identity.actor_for_api_key(session, token, request_id)
+    issuer: TokenIssuer = request.app.state.tokens
+    return await identity.actor_for_user(session, issuer.user_id(token), request_id)
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def require(*roles: Role) -> object:
+    """Route-level role check; services add the finer checks (which enterprise, which region)."""
+    allowed = frozenset(roles)
+
+    async def check(actor: CurrentActor) -> Actor:
+        if actor.role not in allowed:
+            raise Forbidden(
+                f"role {actor.role.value} may not do this; allowed: "
+                + ", ".join(sorted(r.value for r in allowed))
+            )
+        return actor
+
+    return Depends(check)
+
+
+ANY_PRINCIPAL = tuple(Role)
+ENTERPRISE_MANAGERS = (Role.platform_admin, Role.admin)
+PRINCIPAL_MANAGERS = (Role.platform_admin, Role.admin, Role.supervisor)
+SUPERVISORS = (Role.platform_admin, Role.supervisor)
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
+def encode_cursor(after: uuid.UUID | None) -> str | None:
+    if after is None:
+        return None
+    raw = json.dumps({"after": str(after)}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(json.loads(raw)["after"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise InvalidCursor(
+            "cursor is not one this service returned; pass next_cursor unchanged",
+            errors=[{"pointer": "/cursor", "detail": "malformed", "location": "query"}],
+        ) from error
+
+
+class Paging:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=200, description="next_cursor of the previous page")
+        ] = None,
+    ):
+        self.limit = limit
+        self.after = _decode_cursor(cursor)
+
+
+PageParams = Annotated[Paging, Depends()]
+
+
+class PreconditionRequired(DomainError):
+    code = "precondition_required"
+    status = 428
+    title = "If-Match required"
+
+
+def expected_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='The ETag from the last read, e.g. "3". Required for updates.',
+            max_length=64,
+        ),
+    ] = None,
+) -> int:
+    if if_match is None:
+        raise PreconditionRequired("send If-Match with the ETag of the version you read")
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise InvalidInput(
+            f"If-Match must be an ETag this service returned, like \"3\"; got {if_match!r}"
+        )
+    return int(tag)
+
+
+ExpectedVersion = Annotated[int, Depends(expected_version)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'

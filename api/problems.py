@@ -1,0 +1,189 @@
+"""RFC 9457 problem details for every error: domain rules, validation, HTTP and database errors."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import DomainError
+from integrations.logging import request_id_var
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+# SQLSTATE classes that mean "the database is not reachable right now": retry later.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+class FieldError(BaseModel):
+    pointer: str = Field(description="JSON pointer into the request (body fields start at /)")
+    detail: str
+    location: str | None = Field(default=None, description="body, query, path or header")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable `code` to branch on."""
+
+    type: str = Field(examples=["urn:scrapflow:problem:invalid_uscc"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["invalid_uscc"])
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+    model_config = {"extra": "allow"}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:scrapflow:problem:{code}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id_var.get(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if k not in body})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses a route can give."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _pointer(loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        where, rest = str(loc[0]), loc[1:]
+    else:
+        where, rest = None, loc
+    return "/" + "/".join(str(part) for part in rest), where
+
+
+def _http_code(status: int) -> str:
+    return {
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        406: "not_acceptable",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+    }.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_"))
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(
+        exc.status, exc.code, exc.detail, title=exc.title, errors=exc.errors, headers=headers,
+        **exc.extra,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        pointer, where = _pointer(tuple(error.get("loc", ())))
+        errors.append({"pointer": pointer, "detail": error.get("msg", "invalid"), "location": where})
+    summary = "; ".join(f"{e['location']} {e['pointer']}: {e['detail']}" for e in errors[:5])
+    return problem_response(
+        422, "validation_failed", f"the request is invalid: {summary}",
+        title="Invalid request", errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(
+        exc.status_code, _http_code(exc.status_code), detail, headers=exc.headers
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
+        getattr(exc.orig, "__cause__", None), "sqlstate", None
+    )
+    if isinstance(exc, IntegrityError):
+        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        if sqlstate == "23505":
+            return problem_response(
+                409, "duplicate", f"a record with these values exists ({constraint})",
+                constraint=constraint,
+            )
+        if sqlstate == "23503":
+            return problem_response(
+                422, "unknown_reference", f"a referenced record does not exist ({constraint})",
+                constraint=constraint,
+            )
+        return problem_response(
+            422, "constraint_violated", f"the values break a rule ({constraint})",
+            constraint=constraint,
+        )
+    if exc.connection_invalidated or (sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
+        log.warning("database unavailable", extra={"error": str(exc.orig)})
+        return problem_response(
+            503, "database_unavailable", "the database is not reachable; retry with the same "
+            "Idempotency-Key", headers={"Retry-After": "1"},
+        )
+    if sqlstate == "40001" or sqlstate == "40P01":
+        return problem_response(
+            409, "concurrent_update", "a concurrent change won; retry the request",
+            headers={"Retry-After": "0"},
+        )
+    if (sqlstate or "").startswith("22"):
+        return problem_response(422, "invalid_value", "a value is out of range or malformed")
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return problem_response(500, "internal_error", "an unexpected error occurred; it is logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _connection_lost)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _connection_lost(request: Request, exc: Exception) -> JSONResponse:
+    """asyncpg raises OSError subclasses (ConnectionRefusedError...) when the server is gone."""
+    log.warning("database connection failed", extra={"error": str(exc)})
+    return problem_response(
+        503, "database_unavailable", "the database is not reachable; retry later",
+        headers={"Retry-After": "1"},
+    )

@@ -1,0 +1,38 @@
+"""Shapes shared by every resource."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+T = TypeVar("T")
+
+# Masses and capacities travel as JSON numbers; Decimal keeps the input exact until it is
+# converted to integer grams.
+JsonNumber = PlainSerializer(float, return_type=float, when_used="json")
+Tonnes = Annotated[Decimal, Field(ge=0, le=1_000_000_000, decimal_places=6), JsonNumber]
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+RegionCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{6}$"),
+    Field(description="6-digit GB/T 2260 county code", examples=["520102"]),
+]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+class ReasonBody(Strict):
+    reason: Reason

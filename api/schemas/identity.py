@@ -1,0 +1,119 @@
+"""Users, API keys, tokens and the caller's own identity."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from api.schemas.common import Name, Strict
+from domain.actor import Role
+
+
+class Owner(Strict):
+    enterprise_id: uuid.UUID | None = Field(
+        default=None, description="Set for enterprise principals (roles admin, operator, viewer)"
+    )
+    authority_id: uuid.UUID | None = Field(
+        default=None, description="Set for authority principals (roles inspector, supervisor)"
+    )
+
+
+class UserCreate(Owner):
+    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64)]
+    display_name: Name
+    password: Annotated[str, StringConstraints(min_length=12, max_length=256)]
+    role: Role
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "li.wei",
+                    "display_name": "李伟",
+                    "password": "correct horse battery",
+                    "role": "operator",
+                    "enterprise_id": "01936f1e-8d4a-7c3e-9a51-2b7c1d0e4f55",
+                }
+            ]
+        },
+    )
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    display_name: str
+    role: Role
+    enterprise_id: uuid.UUID | None
+    authority_id: uuid.UUID | None
+    status: str
+    created_at: datetime
+
+
+class ApiKeyCreate(Owner):
+    name: Name
+    role: Role
+    expires_at: AwareDatetime | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ERP integration",
+                    "role": "operator",
+                    "enterprise_id": "01936f1e-8d4a-7c3e-9a51-2b7c1d0e4f55",
+                    "expires_at": "2027-12-31T23:59:59+08:00",
+                }
+            ]
+        },
+    )
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it")
+    role: Role
+    enterprise_id: uuid.UUID | None
+    authority_id: uuid.UUID | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="The key itself. Shown this once; only its hash is stored.")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    refresh_token: str = Field(description="Single use: each refresh returns a new one")
+
+
+class RefreshIn(Strict):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class OwnerSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class MeOut(BaseModel):
+    principal_id: uuid.UUID | None
+    principal_kind: str
+    role: Role
+    enterprise: OwnerSummary | None
+    authority: OwnerSummary | None
+    jurisdiction: str | None
