@@ -14,7 +14,9 @@ import typer
 from integrations.logging import configure_logging
 from integrations.settings import Settings, get_settings
 
-app = typer.Typer(help="scrapflow: recycled aluminium and copper, lot by lot.", no_args_is_help=True)
+app = typer.Typer(
+    help="scrapflow: recycled aluminium and copper, lot by lot.", no_args_is_help=True
+)
 admin = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 log = logging.getLogger("scrapflow")
@@ -70,7 +72,11 @@ async def _create_key(url: str, name: str) -> str:
     try:
         async with session_factory(engine)() as session:
             _, secret = await create_api_key(
-                session, SYSTEM, name=name, role=Role.platform_admin, owner=Owner(None, None),
+                session,
+                SYSTEM,
+                name=name,
+                role=Role.platform_admin,
+                owner=Owner(None, None),
                 expires_at=None,
             )
             await session.commit()
@@ -81,8 +87,10 @@ async def _create_key(url: str, name: str) -> str:
 
 def _announce_key(secret: str, why: str) -> None:
     bar = "=" * 72
-    print(f"{bar}\n{why}\n\n    {secret}\n\nIt is shown once; only its hash is stored.\n{bar}",
-          flush=True)
+    print(
+        f"{bar}\n{why}\n\n    {secret}\n\nIt is shown once; only its hash is stored.\n{bar}",
+        flush=True,
+    )
 
 
 @app.command()

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -51,7 +51,7 @@ async def current_actor(
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
-def require(*roles: Role) -> object:
+def require(*roles: Role) -> Any:
     """Route-level role check; services add the finer checks (which enterprise, which region)."""
     allowed = frozenset(roles)
 
@@ -132,7 +132,7 @@ def expected_version(
     tag = if_match.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
         raise InvalidInput(
-            f"If-Match must be an ETag this service returned, like \"3\"; got {if_match!r}"
+            f'If-Match must be an ETag this service returned, like "3"; got {if_match!r}'
         )
     return int(tag)
 

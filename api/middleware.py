@@ -14,9 +14,7 @@ from integrations.logging import request_id_var
 
 log = logging.getLogger("scrapflow.access")
 
-REQUESTS = Counter(
-    "scrapflow_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("scrapflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "scrapflow_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
 )
@@ -27,7 +25,7 @@ def _request_id(scope: Scope) -> str:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
             if 0 < len(candidate) <= 128 and candidate.isprintable():
-                return candidate
+                return str(candidate)
     return uuid.uuid4().hex
 
 

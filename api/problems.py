@@ -103,7 +103,12 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return problem_response(
-        exc.status, exc.code, exc.detail, title=exc.title, errors=exc.errors, headers=headers,
+        exc.status,
+        exc.code,
+        exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=headers,
         **exc.extra,
     )
 
@@ -113,20 +118,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = []
     for error in exc.errors():
         pointer, where = _pointer(tuple(error.get("loc", ())))
-        errors.append({"pointer": pointer, "detail": error.get("msg", "invalid"), "location": where})
+        errors.append(
+            {"pointer": pointer, "detail": error.get("msg", "invalid"), "location": where}
+        )
     summary = "; ".join(f"{e['location']} {e['pointer']}: {e['detail']}" for e in errors[:5])
     return problem_response(
-        422, "validation_failed", f"the request is invalid: {summary}",
-        title="Invalid request", errors=errors,
+        422,
+        "validation_failed",
+        f"the request is invalid: {summary}",
+        title="Invalid request",
+        errors=errors,
     )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem_response(
-        exc.status_code, _http_code(exc.status_code), detail, headers=exc.headers
-    )
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, _http_code(exc.status_code), detail, headers=headers)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -138,27 +147,37 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
         if sqlstate == "23505":
             return problem_response(
-                409, "duplicate", f"a record with these values exists ({constraint})",
+                409,
+                "duplicate",
+                f"a record with these values exists ({constraint})",
                 constraint=constraint,
             )
         if sqlstate == "23503":
             return problem_response(
-                422, "unknown_reference", f"a referenced record does not exist ({constraint})",
+                422,
+                "unknown_reference",
+                f"a referenced record does not exist ({constraint})",
                 constraint=constraint,
             )
         return problem_response(
-            422, "constraint_violated", f"the values break a rule ({constraint})",
+            422,
+            "constraint_violated",
+            f"the values break a rule ({constraint})",
             constraint=constraint,
         )
     if exc.connection_invalidated or (sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
         log.warning("database unavailable", extra={"error": str(exc.orig)})
         return problem_response(
-            503, "database_unavailable", "the database is not reachable; retry with the same "
-            "Idempotency-Key", headers={"Retry-After": "1"},
+            503,
+            "database_unavailable",
+            "the database is not reachable; retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"},
         )
     if sqlstate == "40001" or sqlstate == "40P01":
         return problem_response(
-            409, "concurrent_update", "a concurrent change won; retry the request",
+            409,
+            "concurrent_update",
+            "a concurrent change won; retry the request",
             headers={"Retry-After": "0"},
         )
     if (sqlstate or "").startswith("22"):
@@ -184,6 +203,8 @@ async def _connection_lost(request: Request, exc: Exception) -> JSONResponse:
     """asyncpg raises OSError subclasses (ConnectionRefusedError...) when the server is gone."""
     log.warning("database connection failed", extra={"error": str(exc)})
     return problem_response(
-        503, "database_unavailable", "the database is not reachable; retry later",
+        503,
+        "database_unavailable",
+        "the database is not reachable; retry later",
         headers={"Retry-After": "1"},
     )

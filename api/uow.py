@@ -7,9 +7,9 @@ an idempotent request in the same transaction as the write it describes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
@@ -25,7 +25,7 @@ class _Replay(Exception):
 
 
 class UnitOfWorkRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def in_transaction(request: Request) -> Response:
@@ -46,7 +46,10 @@ class UnitOfWorkRoute(APIRoute):
                 claim: idempotency.Claim | None = getattr(request.state, "idempotency", None)
                 if claim is not None:
                     await idempotency.remember(
-                        session, claim, response.status_code, dict(response.headers),
+                        session,
+                        claim,
+                        response.status_code,
+                        dict(response.headers),
                         bytes(response.body),
                     )
                 await session.commit()
@@ -98,4 +101,3 @@ async def idempotent(
 
 
 Idempotent = Depends(idempotent)
-

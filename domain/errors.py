@@ -23,7 +23,7 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    """Also used for records the caller may not see: those must be indistinguishable from missing."""
+    """Also for records the caller may not see: those must be indistinguishable from missing."""
 
     code = "not_found"
     status = 404

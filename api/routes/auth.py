@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
+from sqlmodel import col
 
 from api.deps import ANY_PRINCIPAL, CurrentActor, Session, require
 from api.problems import responses
@@ -45,8 +46,11 @@ async def token(
     request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: Session
 ) -> TokenOut:
     user, refresh_token = await identity.login(
-        session, form.username, form.password,
-        refresh_lifetime=_refresh_lifetime(request), request_id=request_id_var.get(),
+        session,
+        form.username,
+        form.password,
+        refresh_lifetime=_refresh_lifetime(request),
+        request_id=request_id_var.get(),
     )
     return _tokens(request, user, refresh_token)
 
@@ -59,8 +63,10 @@ async def token(
 )
 async def refresh(request: Request, body: RefreshIn, session: Session) -> TokenOut:
     user, refresh_token = await identity.refresh(
-        session, body.refresh_token,
-        refresh_lifetime=_refresh_lifetime(request), request_id=request_id_var.get(),
+        session,
+        body.refresh_token,
+        refresh_lifetime=_refresh_lifetime(request),
+        request_id=request_id_var.get(),
     )
     return _tokens(request, user, refresh_token)
 
@@ -85,10 +91,14 @@ async def logout(body: RefreshIn, session: Session) -> None:
 async def me(actor: CurrentActor, session: Session) -> MeOut:
     enterprise = authority = None
     if actor.enterprise_id is not None:
-        name = await session.scalar(select(Enterprise.name).where(Enterprise.id == actor.enterprise_id))
+        name = await session.scalar(
+            select(col(Enterprise.name)).where(col(Enterprise.id) == actor.enterprise_id)
+        )
         enterprise = OwnerSummary(id=actor.enterprise_id, name=name or "")
     if actor.authority_id is not None:
-        name = await session.scalar(select(Authority.name).where(Authority.id == actor.authority_id))
+        name = await session.scalar(
+            select(col(Authority.name)).where(col(Authority.id) == actor.authority_id)
+        )
         authority = OwnerSummary(id=actor.authority_id, name=name or "")
     return MeOut(
         principal_id=actor.principal_id,

@@ -93,7 +93,10 @@ async def update_enterprise(
     response: Response,
 ) -> EnterpriseOut:
     enterprise = await registry.update_enterprise(
-        session, actor, enterprise_id, expected_version=version,
+        session,
+        actor,
+        enterprise_id,
+        expected_version=version,
         changes=body.model_dump(exclude_unset=True),
     )
     response.headers["ETag"] = etag(enterprise.version)

@@ -66,7 +66,8 @@ async def list_facilities(
         session, actor, enterprise_id=enterprise_id, kind=kind, after=page.after, limit=page.limit
     )
     return Page(
-        items=[FacilityOut.of(f) for f in result.items], next_cursor=encode_cursor(result.next_after)
+        items=[FacilityOut.of(f) for f in result.items],
+        next_cursor=encode_cursor(result.next_after),
     )
 
 

@@ -26,7 +26,9 @@ async def readyz(request: Request) -> Response:
                 await session.execute(text("SELECT 1"))
     except Exception as error:  # noqa: BLE001 - any failure means "not ready"
         return problem_response(
-            503, "not_ready", f"the database does not answer: {type(error).__name__}",
+            503,
+            "not_ready",
+            f"the database does not answer: {type(error).__name__}",
             headers={"Retry-After": "1"},
         )
     return Response('{"status":"ready"}', media_type="application/json")

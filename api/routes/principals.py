@@ -30,9 +30,13 @@ async def create_user(
     body: UserCreate, session: Session, actor: CurrentActor, response: Response
 ) -> UserOut:
     user = await identity.create_user(
-        session, actor,
-        username=body.username, display_name=body.display_name, password=body.password,
-        role=body.role, owner=identity.Owner(body.enterprise_id, body.authority_id),
+        session,
+        actor,
+        username=body.username,
+        display_name=body.display_name,
+        password=body.password,
+        role=body.role,
+        owner=identity.Owner(body.enterprise_id, body.authority_id),
     )
     response.headers["Location"] = f"/api/v1/users/{user.id}"
     return UserOut.model_validate(user)
@@ -65,8 +69,11 @@ async def create_api_key(
     body: ApiKeyCreate, session: Session, actor: CurrentActor, response: Response
 ) -> ApiKeyCreated:
     key, secret = await identity.create_api_key(
-        session, actor,
-        name=body.name, role=body.role, expires_at=body.expires_at,
+        session,
+        actor,
+        name=body.name,
+        role=body.role,
+        expires_at=body.expires_at,
         owner=identity.Owner(body.enterprise_id, body.authority_id),
     )
     response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
@@ -80,9 +87,7 @@ async def create_api_key(
     responses=responses(401, 403, 422),
     summary="API keys the caller manages (never their secrets)",
 )
-async def list_api_keys(
-    session: Session, actor: CurrentActor, page: PageParams
-) -> Page[ApiKeyOut]:
+async def list_api_keys(session: Session, actor: CurrentActor, page: PageParams) -> Page[ApiKeyOut]:
     result = await identity.list_api_keys(session, actor, after=page.after, limit=page.limit)
     return Page(
         items=[ApiKeyOut.model_validate(k) for k in result.items],

@@ -96,7 +96,7 @@ class ApiKeyCreated(ApiKeyOut):
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int = Field(description="Seconds until the access token expires")
     refresh_token: str = Field(description="Single use: each refresh returns a new one")
 

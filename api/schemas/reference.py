@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict
 
 from api.schemas.common import JsonNumber
-from typing import Annotated
 
 
 class RegionOut(BaseModel):

@@ -17,8 +17,10 @@ from domain.registry.rules import EnterpriseRole, FacilityKind, Status
 Uscc = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=40),
-    Field(description="Unified social credit code (GB 32100-2015), check character verified",
-          examples=["91520000214434146R"]),
+    Field(
+        description="Unified social credit code (GB 32100-2015), check character verified",
+        examples=["91520000214434146R"],
+    ),
 ]
 
 
@@ -99,7 +101,10 @@ class FacilityCreate(FacilityFields):
 
 class FacilityPatch(Strict):
     name: Name | None = None
-    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
+    address: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+        | None
+    ) = None
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     annual_capacity_t: Tonnes | None = None
@@ -153,4 +158,3 @@ class AuthorityOut(BaseModel):
     name: str
     jurisdiction: str
     created_at: datetime
-

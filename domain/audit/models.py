@@ -1,5 +1,5 @@
-"""The one event log (DESIGN §2.8). Append-only: a trigger refuses UPDATE (except sealing), DELETE and
-TRUNCATE. `txid` lets the sealer order by what is safely committed rather than by id."""
+"""The one event log (DESIGN §2.8). Append-only: a trigger refuses UPDATE (except sealing),
+DELETE and TRUNCATE. `txid` lets the sealer order by what is safely committed rather than by id."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, LargeBinary, String, Uuid, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    String,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel

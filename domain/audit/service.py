@@ -26,7 +26,7 @@ async def record(
     facility_ids: Iterable[uuid.UUID] = (),
     region_codes: Iterable[str] = (),
 ) -> None:
-    """Append one event. The acting enterprise always counts as touched, so it sees its own events."""
+    """Append one event. The acting enterprise always counts as touched: it sees its own events."""
     touched = {e for e in (*enterprise_ids, actor.enterprise_id) if e is not None}
     await session.execute(
         insert(Event).values(

@@ -11,9 +11,7 @@ from sqlmodel import Field, SQLModel
 from domain.ids import new_id
 
 # A principal belongs to exactly one enterprise or one authority, or to neither (platform admin).
-_ONE_OWNER = CheckConstraint(
-    "(enterprise_id IS NULL) OR (authority_id IS NULL)", name="one_owner"
-)
+_ONE_OWNER = CheckConstraint("(enterprise_id IS NULL) OR (authority_id IS NULL)", name="one_owner")
 _ADMIN_HAS_NO_OWNER = CheckConstraint(
     "(role = 'platform_admin') = (enterprise_id IS NULL AND authority_id IS NULL)",
     name="owner_matches_role",

@@ -10,7 +10,7 @@ import zlib
 from domain.actor import AUTHORITY_ROLES, ENTERPRISE_ROLES, Role
 
 API_KEY_PREFIX = "sfk_"
-REFRESH_TOKEN_PREFIX = "sfr_"
+REFRESH_TOKEN_PREFIX = "sfr_"  # noqa: S105 - a prefix, not a secret
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _KEY_BODY = 32
 _CHECKSUM = 6

@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import ColumnElement, false, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.actor import Actor, PrincipalKind, Role
 from domain.audit import service as audit
@@ -63,11 +64,13 @@ async def _actor_for(
     enterprise_active = True
     jurisdiction = None
     if enterprise_id is not None:
-        status = await session.scalar(select(Enterprise.status).where(Enterprise.id == enterprise_id))
+        status = await session.scalar(
+            select(col(Enterprise.status)).where(col(Enterprise.id) == enterprise_id)
+        )
         enterprise_active = status == "active"
     if authority_id is not None:
         jurisdiction = await session.scalar(
-            select(Authority.jurisdiction).where(Authority.id == authority_id)
+            select(col(Authority.jurisdiction)).where(col(Authority.id) == authority_id)
         )
     return Actor(
         principal_id=principal_id,
@@ -86,12 +89,17 @@ async def actor_for_api_key(
 ) -> Actor:
     if not api_key_well_formed(token):
         raise Unauthenticated("the API key is malformed (bad length, characters or checksum)")
-    key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == secret_hash(token)))
+    key = await session.scalar(select(ApiKey).where(col(ApiKey.secret_hash) == secret_hash(token)))
     now = utcnow()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         raise Unauthenticated("the API key is unknown, revoked or expired")
     return await _actor_for(
-        session, key.id, PrincipalKind.api_key, key.role, key.enterprise_id, key.authority_id,
+        session,
+        key.id,
+        PrincipalKind.api_key,
+        key.role,
+        key.enterprise_id,
+        key.authority_id,
         request_id,
     )
 
@@ -103,7 +111,12 @@ async def actor_for_user(
     if user is None or user.status != "active":
         raise Unauthenticated("the user behind this token no longer exists or is disabled")
     return await _actor_for(
-        session, user.id, PrincipalKind.user, user.role, user.enterprise_id, user.authority_id,
+        session,
+        user.id,
+        PrincipalKind.user,
+        user.role,
+        user.enterprise_id,
+        user.authority_id,
         request_id,
     )
 
@@ -130,12 +143,19 @@ async def _check_manages(session: AsyncSession, actor: Actor, owner: Owner, role
         await get_authority(session, actor, owner.authority_id)
     if actor.is_platform_admin:
         return
-    if owner.enterprise_id is not None and actor.enterprise_id == owner.enterprise_id:
-        if actor.role is Role.admin and actor.enterprise_active:
-            return
-    if owner.authority_id is not None and actor.authority_id == owner.authority_id:
-        if actor.role is Role.supervisor:
-            return
+    manages_enterprise = (
+        owner.enterprise_id is not None
+        and actor.enterprise_id == owner.enterprise_id
+        and actor.role is Role.admin
+        and actor.enterprise_active
+    )
+    manages_authority = (
+        owner.authority_id is not None
+        and actor.authority_id == owner.authority_id
+        and actor.role is Role.supervisor
+    )
+    if manages_enterprise or manages_authority:
+        return
     raise Forbidden("only the owner's admin (or supervisor) or a platform admin manages principals")
 
 
@@ -180,7 +200,7 @@ async def create_user(
             f"password must have at least {MIN_PASSWORD_LENGTH} characters",
             errors=[{"pointer": "/password", "detail": "too short"}],
         )
-    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+    if await session.scalar(select(col(User.id)).where(col(User.username) == username)) is not None:
         raise Conflict(f"username {username} is taken")
     user = User(
         username=username,
@@ -193,12 +213,17 @@ async def create_user(
     session.add(user)
     await session.flush()
     await audit.record(
-        session, actor, "user.created",
-        subject_type="user", subject_id=user.id,
+        session,
+        actor,
+        "user.created",
+        subject_type="user",
+        subject_id=user.id,
         enterprise_ids=_owner_ids(owner),
         payload={
-            "username": username, "role": role.value,
-            "enterprise_id": owner.enterprise_id, "authority_id": owner.authority_id,
+            "username": username,
+            "role": role.value,
+            "enterprise_id": owner.enterprise_id,
+            "authority_id": owner.authority_id,
         },
     )
     return user
@@ -208,7 +233,7 @@ async def list_users(
     session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
 ) -> Page[User]:
     query = select(User).where(principal_visible_to(actor, User))
-    return await keyset_page(session, query, User.id, after=after, limit=limit)
+    return await keyset_page(session, query, col(User.id), after=after, limit=limit)
 
 
 # --- login and refresh ------------------------------------------------------------------------
@@ -238,7 +263,7 @@ async def login(
     refresh_lifetime: timedelta,
     request_id: str | None,
 ) -> tuple[User, str]:
-    user = await session.scalar(select(User).where(User.username == username.lower()))
+    user = await session.scalar(select(User).where(col(User.username) == username.lower()))
     try:
         await asyncio.to_thread(
             _hasher.verify, user.password_hash if user else _DUMMY_HASH, password
@@ -259,7 +284,9 @@ async def refresh(
     session: AsyncSession, token: str, *, refresh_lifetime: timedelta, request_id: str | None
 ) -> tuple[User, str]:
     current = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token)).with_for_update()
+        select(RefreshToken)
+        .where(col(RefreshToken.token_hash) == secret_hash(token))
+        .with_for_update()
     )
     if current is None:
         raise Unauthenticated("unknown refresh token")
@@ -268,8 +295,11 @@ async def refresh(
     if current.rotated_at is not None or current.revoked_at is not None:
         await _revoke_family(session, current.family_id, now)
         await audit.record(
-            session, actor, "user.refresh_token_reused",
-            subject_type="user", subject_id=current.user_id,
+            session,
+            actor,
+            "user.refresh_token_reused",
+            subject_type="user",
+            subject_id=current.user_id,
             payload={"family_id": current.family_id, "token_id": current.id},
         )
         raise RefreshTokenReused(
@@ -285,7 +315,7 @@ async def refresh(
 
 async def logout(session: AsyncSession, token: str) -> None:
     current = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == secret_hash(token))
+        select(RefreshToken).where(col(RefreshToken.token_hash) == secret_hash(token))
     )
     if current is not None:
         await _revoke_family(session, current.family_id, utcnow())
@@ -294,7 +324,7 @@ async def logout(session: AsyncSession, token: str) -> None:
 async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=now)
     )
 
@@ -319,12 +349,19 @@ async def create_api_key(
         )
     key, secret = await _insert_api_key(session, name, role, owner, actor.principal_id, expires_at)
     await audit.record(
-        session, actor, "api_key.created",
-        subject_type="api_key", subject_id=key.id,
+        session,
+        actor,
+        "api_key.created",
+        subject_type="api_key",
+        subject_id=key.id,
         enterprise_ids=_owner_ids(owner),
         payload={
-            "name": name, "role": role.value, "prefix": key.prefix, "expires_at": expires_at,
-            "enterprise_id": owner.enterprise_id, "authority_id": owner.authority_id,
+            "name": name,
+            "role": role.value,
+            "prefix": key.prefix,
+            "expires_at": expires_at,
+            "enterprise_id": owner.enterprise_id,
+            "authority_id": owner.authority_id,
         },
     )
     return key, secret
@@ -358,26 +395,27 @@ async def list_api_keys(
     session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
 ) -> Page[ApiKey]:
     query = select(ApiKey).where(principal_visible_to(actor, ApiKey))
-    return await keyset_page(session, query, ApiKey.id, after=after, limit=limit)
+    return await keyset_page(session, query, col(ApiKey.id), after=after, limit=limit)
 
 
 async def revoke_api_key(session: AsyncSession, actor: Actor, key_id: uuid.UUID) -> ApiKey:
     key = await session.scalar(
         select(ApiKey)
-        .where(ApiKey.id == key_id, principal_visible_to(actor, ApiKey))
+        .where(col(ApiKey.id) == key_id, principal_visible_to(actor, ApiKey))
         .with_for_update()
     )
     if key is None:
         raise NotFound(f"api key {key_id} not found")
-    await _check_manages(
-        session, actor, Owner(key.enterprise_id, key.authority_id), Role(key.role)
-    )
+    await _check_manages(session, actor, Owner(key.enterprise_id, key.authority_id), Role(key.role))
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()
         await audit.record(
-            session, actor, "api_key.revoked",
-            subject_type="api_key", subject_id=key.id,
+            session,
+            actor,
+            "api_key.revoked",
+            subject_type="api_key",
+            subject_id=key.id,
             enterprise_ids=[key.enterprise_id],
             payload={"prefix": key.prefix},
         )
@@ -392,10 +430,12 @@ async def bootstrap_platform_admin(session: AsyncSession, actor: Actor) -> str |
     # Serialise concurrent first starts (two processes on one database).
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('scrapflow.bootstrap'))"))
     has_admin = await session.scalar(
-        select(func.count()).select_from(User).where(User.role == Role.platform_admin.value)
+        select(func.count()).select_from(User).where(col(User.role) == Role.platform_admin.value)
     )
     has_key = await session.scalar(
-        select(func.count()).select_from(ApiKey).where(ApiKey.role == Role.platform_admin.value)
+        select(func.count())
+        .select_from(ApiKey)
+        .where(col(ApiKey.role) == Role.platform_admin.value)
     )
     if has_admin or has_key:
         return None
@@ -403,8 +443,11 @@ async def bootstrap_platform_admin(session: AsyncSession, actor: Actor) -> str |
         session, "first-start platform admin", Role.platform_admin, Owner(None, None), None, None
     )
     await audit.record(
-        session, actor, "api_key.created",
-        subject_type="api_key", subject_id=key.id,
+        session,
+        actor,
+        "api_key.created",
+        subject_type="api_key",
+        subject_id=key.id,
         payload={"name": key.name, "role": key.role, "prefix": key.prefix, "bootstrap": True},
     )
     return secret

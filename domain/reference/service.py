@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.errors import InvalidInput
 from domain.reference.models import EmissionFactor, EmissionFactorSet, Region, ScrapCategory
@@ -17,27 +18,27 @@ class UnknownRegion(InvalidInput):
 
 
 async def list_regions(session: AsyncSession) -> Sequence[Region]:
-    return (await session.scalars(select(Region).order_by(Region.code))).all()
+    return (await session.scalars(select(Region).order_by(col(Region.code)))).all()
 
 
 async def list_scrap_categories(
     session: AsyncSession, metal: str | None = None
 ) -> Sequence[ScrapCategory]:
-    query = select(ScrapCategory).order_by(ScrapCategory.code)
+    query = select(ScrapCategory).order_by(col(ScrapCategory.code))
     if metal is not None:
-        query = query.where(ScrapCategory.metal == metal)
+        query = query.where(col(ScrapCategory.metal) == metal)
     return (await session.scalars(query)).all()
 
 
 async def current_emission_factors(
     session: AsyncSession,
 ) -> tuple[EmissionFactorSet, Sequence[EmissionFactor]]:
-    latest = await session.scalar(select(func.max(EmissionFactorSet.version)))
+    latest = await session.scalar(select(func.max(col(EmissionFactorSet.version))))
     factor_set = await session.get_one(EmissionFactorSet, latest)
     factors = await session.scalars(
         select(EmissionFactor)
-        .where(EmissionFactor.set_version == latest)
-        .order_by(EmissionFactor.key)
+        .where(col(EmissionFactor.set_version) == latest)
+        .order_by(col(EmissionFactor.key))
     )
     return factor_set, factors.all()
 

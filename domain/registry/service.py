@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.actor import Actor, Role
 from domain.audit import service as audit
@@ -15,6 +16,8 @@ from domain.pagination import Page, keyset_page
 from domain.reference.service import check_jurisdiction, check_region_code
 from domain.registry.models import Authority, Enterprise, Facility
 from domain.registry.rules import Status, uscc_violation
+
+Row = TypeVar("Row", Enterprise, Facility)
 
 
 class InvalidUscc(InvalidInput):
@@ -45,13 +48,13 @@ def enterprise_visible_to(actor: Actor) -> ColumnElement[bool]:
     if actor.is_platform_admin:
         return true()
     if actor.enterprise_id is not None:
-        return Enterprise.id == actor.enterprise_id
+        return col(Enterprise.id) == actor.enterprise_id
     if actor.jurisdiction is not None:
         facility_inside = exists().where(
-            Facility.enterprise_id == Enterprise.id,
-            _in_jurisdiction(Facility.region_code, actor),
+            col(Facility.enterprise_id) == col(Enterprise.id),
+            _in_jurisdiction(col(Facility.region_code), actor),
         )
-        return or_(_in_jurisdiction(Enterprise.region_code, actor), facility_inside)
+        return or_(_in_jurisdiction(col(Enterprise.region_code), actor), facility_inside)
     return false()
 
 
@@ -59,9 +62,9 @@ def facility_visible_to(actor: Actor) -> ColumnElement[bool]:
     if actor.is_platform_admin:
         return true()
     if actor.enterprise_id is not None:
-        return Facility.enterprise_id == actor.enterprise_id
+        return col(Facility.enterprise_id) == actor.enterprise_id
     if actor.jurisdiction is not None:
-        return _in_jurisdiction(Facility.region_code, actor)
+        return _in_jurisdiction(col(Facility.region_code), actor)
     return false()
 
 
@@ -69,7 +72,7 @@ def authority_visible_to(actor: Actor) -> ColumnElement[bool]:
     if actor.is_platform_admin:
         return true()
     if actor.authority_id is not None:
-        return Authority.id == actor.authority_id
+        return col(Authority.id) == actor.authority_id
     return false()
 
 
@@ -101,7 +104,9 @@ def require_supervisor_over(actor: Actor, region_codes: list[str]) -> None:
         return
     if actor.role is Role.supervisor and any(actor.governs(code) for code in region_codes):
         return
-    raise Forbidden("only a supervising authority with jurisdiction, or a platform admin, may do this")
+    raise Forbidden(
+        "only a supervising authority with jurisdiction, or a platform admin, may do this"
+    )
 
 
 def check_version(current: int, expected: int, what: str) -> None:
@@ -134,7 +139,10 @@ async def create_enterprise(
             rule=violation.rule,
         )
     await check_region_code(session, region_code, "region_code")
-    if await session.scalar(select(Enterprise.id).where(Enterprise.uscc == uscc)) is not None:
+    if (
+        await session.scalar(select(col(Enterprise.id)).where(col(Enterprise.uscc) == uscc))
+        is not None
+    ):
         raise DuplicateUscc(f"an enterprise with uscc {uscc} is already registered")
     enterprise = Enterprise(name=name, uscc=uscc, roles=sorted(set(roles)), region_code=region_code)
     session.add(enterprise)
@@ -155,7 +163,9 @@ async def create_enterprise(
 async def get_enterprise(
     session: AsyncSession, actor: Actor, enterprise_id: uuid.UUID, *, lock: bool = False
 ) -> Enterprise:
-    query = select(Enterprise).where(Enterprise.id == enterprise_id, enterprise_visible_to(actor))
+    query = select(Enterprise).where(
+        col(Enterprise.id) == enterprise_id, enterprise_visible_to(actor)
+    )
     enterprise: Enterprise = await _visible(session, query, "enterprise", enterprise_id, lock=lock)
     return enterprise
 
@@ -164,12 +174,14 @@ async def list_enterprises(
     session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
 ) -> Page[Enterprise]:
     query = select(Enterprise).where(enterprise_visible_to(actor))
-    return await keyset_page(session, query, Enterprise.id, after=after, limit=limit)
+    return await keyset_page(session, query, col(Enterprise.id), after=after, limit=limit)
 
 
 async def _enterprise_regions(session: AsyncSession, enterprise: Enterprise) -> list[str]:
     facility_regions = await session.scalars(
-        select(Facility.region_code).where(Facility.enterprise_id == enterprise.id).distinct()
+        select(col(Facility.region_code))
+        .where(col(Facility.enterprise_id) == enterprise.id)
+        .distinct()
     )
     return [enterprise.region_code, *facility_regions]
 
@@ -240,7 +252,7 @@ async def create_facility(
 async def get_facility(
     session: AsyncSession, actor: Actor, facility_id: uuid.UUID, *, lock: bool = False
 ) -> Facility:
-    query = select(Facility).where(Facility.id == facility_id, facility_visible_to(actor))
+    query = select(Facility).where(col(Facility.id) == facility_id, facility_visible_to(actor))
     facility: Facility = await _visible(session, query, "facility", facility_id, lock=lock)
     return facility
 
@@ -256,10 +268,10 @@ async def list_facilities(
 ) -> Page[Facility]:
     query = select(Facility).where(facility_visible_to(actor))
     if enterprise_id is not None:
-        query = query.where(Facility.enterprise_id == enterprise_id)
+        query = query.where(col(Facility.enterprise_id) == enterprise_id)
     if kind is not None:
-        query = query.where(Facility.kind == kind)
-    return await keyset_page(session, query, Facility.id, after=after, limit=limit)
+        query = query.where(col(Facility.kind) == kind)
+    return await keyset_page(session, query, col(Facility.id), after=after, limit=limit)
 
 
 async def update_facility(
@@ -294,12 +306,12 @@ async def set_facility_status(
 async def _apply_changes(
     session: AsyncSession,
     actor: Actor,
-    row: Enterprise | Facility,
+    row: Row,
     changes: dict[str, Any],
     event_type: str,
     *,
     reason: str | None = None,
-) -> Any:
+) -> Row:
     before = {field: getattr(row, field) for field in changes}
     for field, value in changes.items():
         setattr(row, field, value)
@@ -349,7 +361,7 @@ async def create_authority(
 
 
 async def get_authority(session: AsyncSession, actor: Actor, authority_id: uuid.UUID) -> Authority:
-    query = select(Authority).where(Authority.id == authority_id, authority_visible_to(actor))
+    query = select(Authority).where(col(Authority.id) == authority_id, authority_visible_to(actor))
     authority: Authority = await _visible(session, query, "authority", authority_id)
     return authority
 
@@ -358,4 +370,4 @@ async def list_authorities(
     session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
 ) -> Page[Authority]:
     query = select(Authority).where(authority_visible_to(actor))
-    return await keyset_page(session, query, Authority.id, after=after, limit=limit)
+    return await keyset_page(session, query, col(Authority.id), after=after, limit=limit)
