@@ -8,6 +8,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import asyncpg
@@ -59,14 +60,15 @@ async def _drop(name: str) -> None:
         await conn.close()
 
 
-def _run(coro: object) -> None:
-    """Run a coroutine on a thread of its own: safe whether or not a loop runs here."""
+def in_thread(function: Callable[..., object], *args: object) -> None:
+    """Run on a thread of its own, so that `asyncio.run` inside works whether or not this thread
+    runs an event loop (pytest-asyncio's session loop does)."""
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as error:
+            function(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(error)
 
     thread = threading.Thread(target=target)
@@ -76,20 +78,8 @@ def _run(coro: object) -> None:
         raise errors[0]
 
 
-def in_thread(function: object, *args: object) -> None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            function(*args)  # type: ignore[operator]
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+def _run(coro: Coroutine[object, object, None]) -> None:
+    in_thread(asyncio.run, coro)
 
 
 def fresh_database(prefix: str) -> str:
