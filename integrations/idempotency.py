@@ -119,10 +119,3 @@ async def remember(
             set_={k: statement.excluded[k] for k in values if k not in ("principal_id", "key")},
         )
     )
-
-
-async def purge_expired(session: AsyncSession, ttl: timedelta) -> int:
-    result = await session.execute(
-        text("DELETE FROM idempotency_record WHERE created_at < now() - :ttl"), {"ttl": ttl}
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -7,7 +7,15 @@ import uuid
 
 from fastapi import Response
 
-from api.deps import PRINCIPAL_MANAGERS, CurrentActor, PageParams, Session, encode_cursor, require
+from api.deps import (
+    ANY_PRINCIPAL,
+    PRINCIPAL_MANAGERS,
+    CurrentActor,
+    PageParams,
+    Session,
+    encode_cursor,
+    require,
+)
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.common import Page
@@ -57,6 +65,17 @@ async def list_users(session: Session, actor: CurrentActor, page: PageParams) ->
     )
 
 
+@router.get(
+    "/users/{user_id}",
+    response_model=UserOut,
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 404, 422),
+    summary="One user (the user itself, or whoever manages it)",
+)
+async def get_user(user_id: uuid.UUID, session: Session, actor: CurrentActor) -> UserOut:
+    return UserOut.model_validate(await identity.get_user(session, actor, user_id))
+
+
 @router.post(
     "/api-keys",
     status_code=201,
@@ -93,6 +112,17 @@ async def list_api_keys(session: Session, actor: CurrentActor, page: PageParams)
         items=[ApiKeyOut.model_validate(k) for k in result.items],
         next_cursor=encode_cursor(result.next_after),
     )
+
+
+@router.get(
+    "/api-keys/{key_id}",
+    response_model=ApiKeyOut,
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 404, 422),
+    summary="One API key (the key itself, or whoever manages it); never its secret",
+)
+async def get_api_key(key_id: uuid.UUID, session: Session, actor: CurrentActor) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(await identity.get_api_key(session, actor, key_id))
 
 
 @router.delete(

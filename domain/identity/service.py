@@ -229,6 +229,15 @@ async def create_user(
     return user
 
 
+async def get_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID) -> User:
+    user = await session.scalar(
+        select(User).where(col(User.id) == user_id, principal_visible_to(actor, User))
+    )
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
 async def list_users(
     session: AsyncSession, actor: Actor, *, after: uuid.UUID | None, limit: int
 ) -> Page[User]:
@@ -398,14 +407,18 @@ async def list_api_keys(
     return await keyset_page(session, query, col(ApiKey.id), after=after, limit=limit)
 
 
-async def revoke_api_key(session: AsyncSession, actor: Actor, key_id: uuid.UUID) -> ApiKey:
-    key = await session.scalar(
-        select(ApiKey)
-        .where(col(ApiKey.id) == key_id, principal_visible_to(actor, ApiKey))
-        .with_for_update()
-    )
+async def get_api_key(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID, *, lock: bool = False
+) -> ApiKey:
+    query = select(ApiKey).where(col(ApiKey.id) == key_id, principal_visible_to(actor, ApiKey))
+    key = await session.scalar(query.with_for_update() if lock else query)
     if key is None:
         raise NotFound(f"api key {key_id} not found")
+    return key
+
+
+async def revoke_api_key(session: AsyncSession, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    key = await get_api_key(session, actor, key_id, lock=True)
     await _check_manages(session, actor, Owner(key.enterprise_id, key.authority_id), Role(key.role))
     if key.revoked_at is None:
         key.revoked_at = utcnow()
