@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.actor import SYSTEM, Role
+from domain.identity import service as identity
+from domain.registry import service as registry
 from integrations.logging import configure_logging
 from integrations.settings import Settings, get_settings
 
@@ -20,6 +24,7 @@ app = typer.Typer(
 admin = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 log = logging.getLogger("scrapflow")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -48,39 +53,16 @@ def _migrate(url: str) -> None:
     log.info("migrations applied")
 
 
-async def _bootstrap(url: str) -> str | None:
-    from domain.actor import SYSTEM
-    from domain.identity.service import bootstrap_platform_admin
+async def _in_session(url: str, use_case: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one use case in its own committed transaction, as the system actor."""
     from integrations.database import create_engine, session_factory
 
     engine = create_engine(url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
-            secret = await bootstrap_platform_admin(session, SYSTEM)
+            result = await use_case(session)
             await session.commit()
-            return secret
-    finally:
-        await engine.dispose()
-
-
-async def _create_key(url: str, name: str) -> str:
-    from domain.actor import SYSTEM, Role
-    from domain.identity.service import Owner, create_api_key
-    from integrations.database import create_engine, session_factory
-
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            _, secret = await create_api_key(
-                session,
-                SYSTEM,
-                name=name,
-                role=Role.platform_admin,
-                owner=Owner(None, None),
-                expires_at=None,
-            )
-            await session.commit()
-            return secret
+            return result
     finally:
         await engine.dispose()
 
@@ -107,7 +89,9 @@ def serve(
     configure_logging(settings.log_level)
     with database(settings) as url:
         _migrate(url)
-        secret = asyncio.run(_bootstrap(url))
+        secret = asyncio.run(
+            _in_session(url, lambda s: identity.bootstrap_platform_admin(s, SYSTEM))
+        )
         if secret:
             _announce_key(secret, "First start: the platform admin API key is")
         uvicorn.run(
@@ -138,11 +122,78 @@ def create_key(
     configure_logging(settings.log_level)
     with database(settings) as url:
         _migrate(url)
-        _announce_key(asyncio.run(_create_key(url, name)), "New platform admin API key:")
+        _, secret = asyncio.run(
+            _in_session(
+                url,
+                lambda s: identity.create_api_key(
+                    s,
+                    SYSTEM,
+                    name=name,
+                    role=Role.platform_admin,
+                    owner=identity.Owner(None, None),
+                    expires_at=None,
+                ),
+            )
+        )
+        _announce_key(secret, "New platform admin API key:")
+
+
+@admin.command("create-authority")
+def create_authority(
+    name: Annotated[str, typer.Option(help="e.g. 贵州省工业和信息化厅")],
+    jurisdiction: Annotated[str, typer.Option(help="Region prefix: 52 (province), 5201 ...")],
+) -> None:
+    """Register a regulating authority and print its id."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    with database(settings) as url:
+        _migrate(url)
+        authority = asyncio.run(
+            _in_session(
+                url,
+                lambda s: registry.create_authority(
+                    s, SYSTEM, name=name, jurisdiction=jurisdiction
+                ),
+            )
+        )
+        print(authority.id, flush=True)
+
+
+@admin.command("create-enterprise")
+def create_enterprise(
+    name: Annotated[str, typer.Option()],
+    uscc: Annotated[str, typer.Option(help="Unified social credit code")],
+    region_code: Annotated[str, typer.Option(help="6-digit GB/T 2260 code")],
+    role: Annotated[list[str], typer.Option(help="recycler, pretreater, smelter, ...")],
+) -> None:
+    """Register an enterprise and print its id."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    with database(settings) as url:
+        _migrate(url)
+        enterprise = asyncio.run(
+            _in_session(
+                url,
+                lambda s: registry.create_enterprise(
+                    s,
+                    SYSTEM,
+                    name=name,
+                    uscc=uscc.strip().upper(),
+                    roles=role,
+                    region_code=region_code,
+                ),
+            )
+        )
+        print(enterprise.id, flush=True)
 
 
 def main() -> None:
+    from domain.errors import DomainError
+
     try:
         app()
+    except DomainError as error:
+        print(f"scrapflow: {error.code}: {error.detail}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
