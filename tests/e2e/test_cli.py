@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,13 @@ def _run(data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.e2e
 def test_admin_commands() -> None:
     data_dir = tempfile.mkdtemp(prefix="sfcli", dir="/tmp")
+    try:
+        _admin_commands(data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _admin_commands(data_dir: str) -> None:
     key = _run(data_dir, "admin", "create-key", "--name", "ops laptop")
     assert key.returncode == 0, key.stderr
     assert re.search(r"sfk_[A-Za-z0-9]{38}", key.stdout)
