@@ -7,6 +7,7 @@ an idempotent request in the same transaction as the write it describes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Annotated, Any
@@ -50,12 +51,32 @@ class UnitOfWorkRoute(APIRoute):
                         claim,
                         response.status_code,
                         dict(response.headers),
-                        bytes(response.body),
+                        _without_secrets(request, bytes(response.body)),
                     )
                 await session.commit()
                 return response
 
         return in_transaction
+
+
+def _without_secrets(request: Request, body: bytes) -> bytes:
+    """Secrets are shown once and never stored, not even inside a remembered response."""
+    fields: tuple[str, ...] = getattr(request.state, "secret_fields", ())
+    if not fields:
+        return body
+    document = json.loads(body)
+    for field in fields:
+        document[field] = None
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def keeps_secrets(*fields: str) -> Any:
+    """Dependency for routes whose response carries a one-time secret."""
+
+    def mark(request: Request) -> None:
+        request.state.secret_fields = fields
+
+    return Depends(mark)
 
 
 def _replayed(stored: idempotency.StoredResponse) -> Response:

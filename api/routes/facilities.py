@@ -32,7 +32,8 @@ router = resource_router("registry")
     "/facilities",
     status_code=201,
     response_model=FacilityOut,
-    dependencies=[require(*ENTERPRISE_MANAGERS), Idempotent],
+    # Any principal: the service answers 404 for an invisible enterprise before 403 for a role.
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
     responses=responses(401, 403, 404, 409, 422),
     summary="Register a facility of an enterprise (its admin, or a platform admin)",
 )

@@ -20,7 +20,7 @@ from api.problems import responses
 from api.routes import resource_router
 from api.schemas.common import Page
 from api.schemas.identity import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, UserCreate, UserOut
-from api.uow import Idempotent
+from api.uow import Idempotent, keeps_secrets
 from domain.identity import service as identity
 
 router = resource_router("identity")
@@ -80,7 +80,7 @@ async def get_user(user_id: uuid.UUID, session: Session, actor: CurrentActor) ->
     "/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    dependencies=[require(*PRINCIPAL_MANAGERS), Idempotent],
+    dependencies=[require(*PRINCIPAL_MANAGERS), Idempotent, keeps_secrets("secret")],
     responses=responses(401, 403, 404, 422),
     summary="Create an API key; its secret is in this response only",
 )

@@ -91,7 +91,11 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
-    secret: str = Field(description="The key itself. Shown this once; only its hash is stored.")
+    secret: str | None = Field(
+        description="The key itself, shown this once: only its hash is stored. An idempotent "
+        "replay of this response has null here; revoke that key and create another if the "
+        "first response was lost."
+    )
 
 
 class TokenOut(BaseModel):

@@ -301,7 +301,7 @@ async def refresh(
         raise Unauthenticated("unknown refresh token")
     actor = await actor_for_user(session, current.user_id, request_id)
     now = utcnow()
-    if current.rotated_at is not None or current.revoked_at is not None:
+    if current.rotated_at is not None:
         await _revoke_family(session, current.family_id, now)
         await audit.record(
             session,
@@ -314,6 +314,8 @@ async def refresh(
         raise RefreshTokenReused(
             "this refresh token was already used; every token of its login is now revoked"
         )
+    if current.revoked_at is not None:
+        raise Unauthenticated("the refresh token was revoked (logout or an earlier reuse)")
     if current.expires_at <= now:
         raise Unauthenticated("the refresh token has expired")
     current.rotated_at = now
