@@ -3,7 +3,17 @@
 from domain.audit import models as audit_models
 from domain.base import metadata
 from domain.identity import models as identity_models
+from domain.lots import models as lot_models
 from domain.reference import models as reference_models
 from domain.registry import models as registry_models
+from domain.shipments import models as shipment_models
 
-__all__ = ["audit_models", "identity_models", "metadata", "reference_models", "registry_models"]
+__all__ = [
+    "audit_models",
+    "identity_models",
+    "lot_models",
+    "metadata",
+    "reference_models",
+    "registry_models",
+    "shipment_models",
+]

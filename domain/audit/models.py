@@ -39,6 +39,7 @@ class Event(SQLModel, table=True):
         Index("ix_event_unsealed", "id", postgresql_where=text("seq IS NULL")),
         Index("ix_event_facility_ids", "facility_ids", postgresql_using="gin"),
         Index("ix_event_enterprise_ids", "enterprise_ids", postgresql_using="gin"),
+        Index("ix_event_lot_ids", "lot_ids", postgresql_using="gin"),
     )
 
     id: int | None = Field(
@@ -64,6 +65,11 @@ class Event(SQLModel, table=True):
     facility_ids: list[uuid.UUID] = Field(
         default_factory=list,
         sa_column=Column(ARRAY(Uuid()), nullable=False),
+    )
+    # The lots a change touched: a lot's history is `lot_ids @> {lot}`.
+    lot_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Uuid()), nullable=False, server_default=text("'{}'")),
     )
     region_codes: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(String(6)), nullable=False)

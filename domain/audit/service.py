@@ -1,9 +1,10 @@
-"""Writing the event log: every state change calls `record` in its own transaction."""
+"""Writing the event log: every state change records its event in its own transaction."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert
@@ -12,6 +13,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.actor import Actor
 from domain.audit.models import Event
 from domain.audit.rules import event_payload
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    type: str
+    subject_type: str
+    subject_id: uuid.UUID | str
+    payload: dict[str, Any]
+    enterprise_ids: Iterable[uuid.UUID | None] = ()
+    facility_ids: Iterable[uuid.UUID] = ()
+    region_codes: Iterable[str] = ()
+    lot_ids: Iterable[uuid.UUID] = field(default=())
+
+
+async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:
+    """Append events in one multi-row insert. The acting enterprise always counts as touched, so
+    it sees its own events."""
+    if not changes:
+        return
+    rows = []
+    for change in changes:
+        touched = {e for e in (*change.enterprise_ids, actor.enterprise_id) if e is not None}
+        rows.append(
+            {
+                "type": change.type,
+                "subject_type": change.subject_type,
+                "subject_id": str(change.subject_id),
+                "actor_kind": actor.principal_kind.value,
+                "actor_principal_id": actor.principal_id,
+                "actor_role": actor.role.value,
+                "actor_enterprise_id": actor.enterprise_id,
+                "actor_authority_id": actor.authority_id,
+                "request_id": actor.request_id,
+                "enterprise_ids": sorted(touched),
+                "facility_ids": sorted(set(change.facility_ids)),
+                "region_codes": sorted(set(change.region_codes)),
+                "lot_ids": list(dict.fromkeys(change.lot_ids)),
+                "payload": event_payload(change.payload),
+            }
+        )
+    await session.execute(insert(Event), rows)
 
 
 async def record(
@@ -25,23 +67,21 @@ async def record(
     enterprise_ids: Iterable[uuid.UUID | None] = (),
     facility_ids: Iterable[uuid.UUID] = (),
     region_codes: Iterable[str] = (),
+    lot_ids: Iterable[uuid.UUID] = (),
 ) -> None:
-    """Append one event. The acting enterprise always counts as touched: it sees its own events."""
-    touched = {e for e in (*enterprise_ids, actor.enterprise_id) if e is not None}
-    await session.execute(
-        insert(Event).values(
-            type=type,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            actor_kind=actor.principal_kind.value,
-            actor_principal_id=actor.principal_id,
-            actor_role=actor.role.value,
-            actor_enterprise_id=actor.enterprise_id,
-            actor_authority_id=actor.authority_id,
-            request_id=actor.request_id,
-            enterprise_ids=sorted(touched),
-            facility_ids=sorted(set(facility_ids)),
-            region_codes=sorted(set(region_codes)),
-            payload=event_payload(payload),
-        )
+    await record_many(
+        session,
+        actor,
+        [
+            Change(
+                type=type,
+                subject_type=subject_type,
+                subject_id=subject_id,
+                payload=payload,
+                enterprise_ids=enterprise_ids,
+                facility_ids=facility_ids,
+                region_codes=region_codes,
+                lot_ids=lot_ids,
+            )
+        ],
     )

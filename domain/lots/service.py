@@ -1,0 +1,499 @@
+"""Lot use cases: register (one or a batch, one code path), split, read, history, seller view."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, Select, false, insert, select, text, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from domain.actor import Actor, Role
+from domain.audit import service as audit
+from domain.audit.models import Event
+from domain.base import utcnow
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.ids import new_id
+from domain.lots.models import Lot
+from domain.lots.rules import (
+    CONFORMITY_STANDARDS,
+    MOVABLE,
+    Composition,
+    ConsumerClass,
+    LotKind,
+    LotStatus,
+    Metal,
+    Origin,
+    lot_code,
+    mask_id_number,
+    mask_name,
+    resident_id_violation,
+    split_composition,
+)
+from domain.pagination import Page, keyset_page
+from domain.reference.models import ScrapCategory
+from domain.registry.models import Enterprise, Facility
+from domain.registry.rules import EnterpriseRole, FacilityKind, Status, uscc_violation
+from domain.registry.service import EnterpriseSuspended
+
+CLOCK_SKEW = timedelta(minutes=5)  # a phone's clock may run a little ahead
+
+
+class SellerVault(Protocol):
+    """Seals personal data at rest (implemented with AES-GCM in `integrations`)."""
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes, context: bytes) -> bytes: ...
+
+
+class LotNotAvailable(Conflict):
+    code = "lot_not_available"
+    title = "The lot is not available for this"
+
+
+class FacilitySuspended(Forbidden):
+    code = "facility_suspended"
+    title = "The facility is suspended"
+
+
+class WrongFacility(InvalidInput):
+    code = "wrong_facility"
+    title = "This facility cannot do that"
+
+
+@dataclass(frozen=True, slots=True)
+class Seller:
+    kind: str  # individual | organisation
+    name: str
+    id_number: str | None = None
+    uscc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    facility_id: uuid.UUID
+    metal: Metal
+    category: str
+    net_g: int
+    consumer_class: ConsumerClass
+    channel: str
+    collected_at: datetime
+    origin: Origin = Origin.domestic
+    import_country: str | None = None
+    customs_declaration_no: str | None = None
+    conformity_standard: str | None = None
+    seller: Seller | None = None
+
+
+@dataclass
+class _Problems:
+    """Problems of a request, each with a JSON pointer; raised together as one 422."""
+
+    prefix: str = ""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, pointer: str, detail: str) -> None:
+        self.errors.append({"pointer": f"{self.prefix}{pointer}", "detail": detail})
+
+    def raise_if_any(self, error: type[InvalidInput] = InvalidInput) -> None:
+        if self.errors:
+            first = self.errors[0]
+            more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            raise error(f"{first['pointer']}: {first['detail']}{more}", errors=self.errors)
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+
+def lot_visible_to(actor: Actor) -> ColumnElement[bool]:
+    """Current and past holders, and authorities whose jurisdiction holds a facility it touched."""
+    if actor.is_platform_admin:
+        return true()
+    if actor.enterprise_id is not None:
+        return col(Lot.enterprise_ids).contains([actor.enterprise_id])
+    if actor.jurisdiction is not None:
+        return col(Lot.region_prefixes).contains([actor.jurisdiction])
+    return false()
+
+
+def region_prefixes(region_code: str) -> list[str]:
+    return [region_code[:2], region_code[:4], region_code]
+
+
+async def get_lot(
+    session: AsyncSession, actor: Actor, lot_id: uuid.UUID, *, lock: bool = False
+) -> Lot:
+    query = select(Lot).where(col(Lot.id) == lot_id, lot_visible_to(actor))
+    lot = await session.scalar(query.with_for_update() if lock else query)
+    if lot is None:
+        raise NotFound(f"lot {lot_id} not found")
+    return lot
+
+
+@dataclass(frozen=True, slots=True)
+class LotFilter:
+    facility_id: uuid.UUID | None = None
+    status: LotStatus | None = None
+    metal: Metal | None = None
+    category: str | None = None
+    collected_from: datetime | None = None
+    collected_to: datetime | None = None
+
+
+async def list_lots(
+    session: AsyncSession, actor: Actor, where: LotFilter, *, after: uuid.UUID | None, limit: int
+) -> Page[Lot]:
+    query: Select[Lot] = select(Lot).where(lot_visible_to(actor))
+    if where.facility_id is not None:
+        query = query.where(col(Lot.holder_facility_id) == where.facility_id)
+    if where.status is not None:
+        query = query.where(col(Lot.status) == where.status.value)
+    if where.metal is not None:
+        query = query.where(col(Lot.metal) == where.metal.value)
+    if where.category is not None:
+        query = query.where(col(Lot.category) == where.category)
+    if where.collected_from is not None:
+        query = query.where(col(Lot.collected_at) >= where.collected_from)
+    if where.collected_to is not None:
+        query = query.where(col(Lot.collected_at) < where.collected_to)
+    return await keyset_page(session, query, col(Lot.id), after=after, limit=limit)
+
+
+async def lot_history(session: AsyncSession, actor: Actor, lot_id: uuid.UUID) -> Sequence[Event]:
+    """The lot's events, oldest first. Changes to one lot are serialised by its row lock, so their
+    ids are in commit order."""
+    await get_lot(session, actor, lot_id)
+    rows = await session.scalars(
+        select(Event).where(col(Event.lot_ids).contains([lot_id])).order_by(col(Event.id))
+    )
+    return rows.all()
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+async def _collection_point(
+    session: AsyncSession, actor: Actor, facility_id: uuid.UUID
+) -> tuple[Facility, Enterprise]:
+    """The caller's own active collection point, in a recycling enterprise."""
+    facility = await session.get(Facility, facility_id)
+    if facility is None or (
+        not actor.is_platform_admin and facility.enterprise_id != actor.enterprise_id
+    ):
+        raise NotFound(f"facility {facility_id} not found")
+    enterprise = await session.get_one(Enterprise, facility.enterprise_id)
+    require_operator(actor)
+    if enterprise.status != Status.active:
+        raise EnterpriseSuspended(f"enterprise {enterprise.id} is suspended")
+    if facility.status != Status.active:
+        raise FacilitySuspended(f"facility {facility.id} is suspended")
+    if facility.kind != FacilityKind.collection_point:
+        raise WrongFacility(
+            f"lots are registered at collection points; facility {facility.id} is a {facility.kind}"
+        )
+    if EnterpriseRole.recycler not in enterprise.roles:
+        raise Forbidden("only enterprises with the recycler role register lots from sellers")
+    return facility, enterprise
+
+
+def require_operator(actor: Actor) -> None:
+    """Enterprise admins and operators act for their enterprise; viewers only read."""
+    if not actor.is_platform_admin and actor.role not in (Role.admin, Role.operator):
+        raise Forbidden(f"role {actor.role.value} may not change custody records")
+
+
+async def _categories(session: AsyncSession) -> dict[str, str]:
+    rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
+    return dict(rows.tuples().all())
+
+
+def _check_registration(
+    item: Registration, categories: dict[str, str], now: datetime, problems: _Problems
+) -> None:
+    metal = categories.get(item.category)
+    if metal is None:
+        problems.add("/category", f"unknown scrap category {item.category!r}")
+    elif metal != item.metal:
+        problems.add("/category", f"category {item.category} is {metal} scrap, not {item.metal}")
+    if item.collected_at > now + CLOCK_SKEW:
+        problems.add("/collected_at", "collected_at is in the future")
+    if item.origin is Origin.import_:
+        standard = item.conformity_standard
+        if standard is not None and CONFORMITY_STANDARDS.get(standard) != item.metal:
+            problems.add(
+                "/origin/conformity_standard",
+                f"{standard} does not cover {item.metal} raw material",
+            )
+    seller = item.seller
+    if seller is not None and seller.kind == "individual" and seller.id_number is not None:
+        reason = resident_id_violation(seller.id_number)
+        if reason:
+            problems.add("/seller/id_number", reason)
+    if seller is not None and seller.kind == "organisation" and seller.uscc is not None:
+        violation = uscc_violation(seller.uscc)
+        if violation:
+            problems.add("/seller/uscc", f"{violation.rule}: {violation.detail}")
+
+
+def _seller_columns(lot_id: uuid.UUID, seller: Seller | None, vault: SellerVault) -> dict[str, Any]:
+    if seller is None:
+        return {}
+    if seller.kind == "organisation":
+        return {
+            "seller_kind": "organisation",
+            "seller_name_masked": seller.name,
+            "seller_id_masked": seller.uscc,
+        }
+    assert seller.id_number is not None
+    secret = json.dumps({"name": seller.name, "id_number": seller.id_number}, ensure_ascii=False)
+    return {
+        "seller_kind": "individual",
+        "seller_name_masked": mask_name(seller.name),
+        "seller_id_masked": mask_id_number(seller.id_number),
+        "seller_sealed": vault.seal(secret.encode(), lot_id.bytes),
+    }
+
+
+async def next_codes(session: AsyncSession, metal: Sequence[Metal]) -> list[str]:
+    serials = await session.scalars(
+        text("SELECT nextval('lot_code_seq') FROM generate_series(1, :n)"), {"n": len(metal)}
+    )
+    year = utcnow().year
+    return [lot_code(m, year, s) for m, s in zip(metal, serials, strict=True)]
+
+
+async def register_lots(
+    session: AsyncSession,
+    actor: Actor,
+    vault: SellerVault,
+    items: Sequence[Registration],
+    *,
+    batch: bool = False,
+) -> list[Lot]:
+    """Register lots all or nothing. Every problem is reported with its pointer (`/lots/{i}/...`
+    for a batch) before anything is written; rows go in as multi-row inserts."""
+    places: dict[uuid.UUID, tuple[Facility, Enterprise]] = {}
+    for facility_id in dict.fromkeys(item.facility_id for item in items):
+        places[facility_id] = await _collection_point(session, actor, facility_id)
+    categories = await _categories(session)
+    now = utcnow()
+    problems = _Problems()
+    for index, item in enumerate(items):
+        problems.prefix = f"/lots/{index}" if batch else ""
+        _check_registration(item, categories, now, problems)
+    problems.raise_if_any()
+
+    codes = await next_codes(session, [item.metal for item in items])
+    rows: list[dict[str, Any]] = []
+    for item, code in zip(items, codes, strict=True):
+        facility, enterprise = places[item.facility_id]
+        composition = Composition.registered(item.consumer_class, item.net_g)
+        lot_id = new_id()
+        rows.append(
+            {
+                "id": lot_id,
+                "code": code,
+                "kind": LotKind.scrap.value,
+                "metal": item.metal.value,
+                "category": item.category,
+                "net_g": item.net_g,
+                "post_consumer_g": composition.post_consumer_g,
+                "pre_consumer_g": composition.pre_consumer_g,
+                "primary_g": composition.primary_g,
+                "consumer_class": item.consumer_class.value,
+                "channel": item.channel,
+                "origin": item.origin.value,
+                "import_country": item.import_country,
+                "customs_declaration_no": item.customs_declaration_no,
+                "conformity_standard": item.conformity_standard,
+                "collected_at": item.collected_at,
+                "registered_facility_id": facility.id,
+                "holder_facility_id": facility.id,
+                "holder_enterprise_id": enterprise.id,
+                "status": LotStatus.active.value,
+                "version": 1,
+                "enterprise_ids": [enterprise.id],
+                "region_prefixes": region_prefixes(facility.region_code),
+                "facility_ids": [facility.id],
+                "seller_kind": None,
+                "seller_name_masked": None,
+                "seller_id_masked": None,
+                "seller_sealed": None,
+                **_seller_columns(lot_id, item.seller, vault),
+            }
+        )
+    lots = list(await session.scalars(insert(Lot).returning(Lot), rows))
+    await audit.record_many(
+        session,
+        actor,
+        [
+            audit.Change(
+                type="lot.registered",
+                subject_type="lot",
+                subject_id=lot.id,
+                enterprise_ids=[lot.holder_enterprise_id],
+                facility_ids=[lot.holder_facility_id],
+                region_codes=[places[lot.holder_facility_id][0].region_code],
+                lot_ids=[lot.id],
+                payload=registered_payload(lot),
+            )
+            for lot in lots
+        ],
+    )
+    return lots
+
+
+def registered_payload(lot: Lot) -> dict[str, Any]:
+    """What the event log keeps of a registration: never the seller's personal data."""
+    return {
+        "code": lot.code,
+        "metal": lot.metal,
+        "category": lot.category,
+        "net_g": lot.net_g,
+        "composition": {
+            "post_consumer_g": lot.post_consumer_g,
+            "pre_consumer_g": lot.pre_consumer_g,
+            "primary_g": lot.primary_g,
+        },
+        "channel": lot.channel,
+        "origin": lot.origin,
+        "import_country": lot.import_country,
+        "customs_declaration_no": lot.customs_declaration_no,
+        "conformity_standard": lot.conformity_standard,
+        "collected_at": lot.collected_at,
+        "facility_id": lot.holder_facility_id,
+        "seller_kind": lot.seller_kind,
+    }
+
+
+# --- split ------------------------------------------------------------------------------------
+
+
+async def split_lot(
+    session: AsyncSession, actor: Actor, lot_id: uuid.UUID, parts_g: Sequence[int]
+) -> tuple[Lot, list[Lot]]:
+    """Split a lot held by the caller into parts summing exactly to it; the composition is split
+    by the largest-remainder rule. The parent becomes `split`, the children are `active`."""
+    lot = await get_lot(session, actor, lot_id, lock=True)
+    if not actor.is_platform_admin and lot.holder_enterprise_id != actor.enterprise_id:
+        raise NotFound(f"lot {lot_id} not found")  # past holders see it, only the holder splits
+    require_operator(actor)
+    if lot.status not in MOVABLE:
+        raise LotNotAvailable(f"lot {lot.code} is {lot.status}; only a lot at rest can be split")
+    problems = _Problems()
+    if len(parts_g) < 2:
+        problems.add("/parts_kg", "a split needs at least two parts")
+    for index, part in enumerate(parts_g):
+        if part <= 0:
+            problems.add(f"/parts_kg/{index}", "every part must be more than 0 kg")
+    if sum(parts_g) != lot.net_g:
+        problems.add(
+            "/parts_kg",
+            f"parts sum to {sum(parts_g)} g but the lot has {lot.net_g} g; they must match exactly",
+        )
+    problems.raise_if_any()
+
+    composition = Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
+    metals = [Metal(lot.metal)] * len(parts_g)
+    codes = await next_codes(session, metals)
+    children = [
+        child_of(lot, code, part)
+        for code, part in zip(codes, split_composition(composition, parts_g), strict=True)
+    ]
+    session.add_all(children)
+    lot.status = LotStatus.split_.value
+    lot.version += 1
+    lot.updated_at = utcnow()
+    await session.flush()
+    facility = await session.get_one(Facility, lot.holder_facility_id)
+    await audit.record(
+        session,
+        actor,
+        "lot.split",
+        subject_type="lot",
+        subject_id=lot.id,
+        enterprise_ids=[lot.holder_enterprise_id],
+        facility_ids=[lot.holder_facility_id],
+        region_codes=[facility.region_code],
+        lot_ids=[lot.id, *(c.id for c in children)],
+        payload={
+            "parent": lot.code,
+            "net_g": lot.net_g,
+            "children": [{"id": c.id, "code": c.code, "net_g": c.net_g} for c in children],
+        },
+    )
+    return lot, children
+
+
+def child_of(
+    parent: Lot,
+    code: str,
+    composition: Composition,
+    *,
+    status: LotStatus = LotStatus.active,
+    holder: Facility | None = None,
+) -> Lot:
+    """A new lot carrying part of `parent`: same material and origin, its own mass and code."""
+    fields = parent.model_dump(
+        exclude={
+            "id",
+            "code",
+            "net_g",
+            "post_consumer_g",
+            "pre_consumer_g",
+            "primary_g",
+            "status",
+            "version",
+            "parent_lot_id",
+            "registered_at",
+            "updated_at",
+        }
+    )
+    child = Lot.model_validate(
+        {
+            **fields,
+            "code": code,
+            "net_g": composition.total_g,
+            "post_consumer_g": composition.post_consumer_g,
+            "pre_consumer_g": composition.pre_consumer_g,
+            "primary_g": composition.primary_g,
+            "status": status.value,
+            "parent_lot_id": parent.id,
+        }
+    )
+    if holder is not None:
+        child.holder_facility_id = holder.id
+        child.holder_enterprise_id = holder.enterprise_id
+    return child
+
+
+# --- seller identity --------------------------------------------------------------------------
+
+
+async def reveal_seller(
+    session: AsyncSession, actor: Actor, vault: SellerVault, lot_id: uuid.UUID, reason: str
+) -> dict[str, str]:
+    """The seller's full name and ID number, for an authority supervisor only; the view itself
+    is an audited event (who, when, why)."""
+    if actor.role is not Role.supervisor:
+        raise Forbidden("only an authority supervisor may see a seller's personal data")
+    lot = await get_lot(session, actor, lot_id)
+    if lot.seller_sealed is None:
+        raise NotFound(f"lot {lot.code} has no individual seller on record")
+    seller: dict[str, str] = json.loads(vault.open(lot.seller_sealed, lot.id.bytes))
+    await audit.record(
+        session,
+        actor,
+        "lot.seller_viewed",
+        subject_type="lot",
+        subject_id=lot.id,
+        lot_ids=[lot.id],
+        payload={"reason": reason, "code": lot.code},
+    )
+    return seller
