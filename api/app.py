@@ -12,11 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import problems
 from api.middleware import RequestContext
-from api.routes import auth, authorities, enterprises, facilities, health, principals, reference
+from api.routes import (
+    auth,
+    authorities,
+    discrepancies,
+    enterprises,
+    facilities,
+    health,
+    lots,
+    principals,
+    reference,
+    shipments,
+)
 from api.tokens import TokenIssuer
 from integrations.database import create_engine, session_factory
 from integrations.secrets import file_secret
 from integrations.settings import Settings
+from integrations.vault import AesGcmVault, decode_key
 
 DESCRIPTION = """
 The system of record for recycled aluminium and copper in Guizhou: enterprises and facilities,
@@ -58,6 +70,11 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker or session_factory(engine)
+    app.state.vault = AesGcmVault.from_secret(
+        decode_key(settings.seller_key.get_secret_value())
+        if settings.seller_key
+        else file_secret(settings.data_dir / "keys" / "seller.key")
+    )
     app.state.tokens = TokenIssuer(
         secret=secret,
         issuer=settings.jwt_issuer,
@@ -65,7 +82,19 @@ def create_app(
         lifetime=timedelta(minutes=settings.access_token_minutes),
     )
     problems.install(app)
-    for module in (health, auth, enterprises, facilities, authorities, principals, reference):
+    routers = (
+        health,
+        auth,
+        enterprises,
+        facilities,
+        authorities,
+        principals,
+        reference,
+        lots,
+        shipments,
+        discrepancies,
+    )
+    for module in routers:
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

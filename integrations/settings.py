@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,16 @@ class Settings(BaseSettings):
     jwt_audience: str = "scrapflow-api"
     access_token_minutes: int = 15
     refresh_token_days: int = 30
+
+    # AES-256 key (base64) sealing sellers' personal data; without one a 0600 key file in
+    # data_dir is used.
+    seller_key: SecretStr | None = None
+    # Weight difference above which a receipt opens a discrepancy, as a fraction of the
+    # dispatched mass, per metal (JSON in the environment: {"copper": "0.005"}).
+    discrepancy_tolerance: dict[str, Decimal] = {
+        "aluminium": Decimal("0.01"),
+        "copper": Decimal("0.01"),
+    }
 
     idempotency_ttl_hours: int = 24
     cors_origins: list[str] = []

@@ -13,6 +13,25 @@ T = TypeVar("T")
 # converted to integer grams.
 JsonNumber = PlainSerializer(float, return_type=float, when_used="json")
 Tonnes = Annotated[Decimal, Field(ge=0, le=1_000_000_000, decimal_places=6), JsonNumber]
+Kilograms = Annotated[
+    Decimal,
+    Field(
+        ge=0, le=1_000_000, decimal_places=3, description="Kilograms, at most 3 decimals (grams)"
+    ),
+    JsonNumber,
+]
+PositiveKilograms = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        le=1_000_000,
+        decimal_places=3,
+        description="Kilograms, more than 0, at most 3 decimals",
+    ),
+    JsonNumber,
+]
+# Outgoing masses: exact grams rendered as kilograms.
+KilogramsOut = Annotated[Decimal, JsonNumber]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]

@@ -92,7 +92,7 @@ class Registration:
 
 
 @dataclass
-class _Problems:
+class Problems:
     """Problems of a request, each with a JSON pointer; raised together as one 422."""
 
     prefix: str = ""
@@ -210,11 +210,11 @@ def require_operator(actor: Actor) -> None:
 
 async def _categories(session: AsyncSession) -> dict[str, str]:
     rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
-    return dict(rows.tuples().all())
+    return {code: metal for code, metal in rows}
 
 
 def _check_registration(
-    item: Registration, categories: dict[str, str], now: datetime, problems: _Problems
+    item: Registration, categories: dict[str, str], now: datetime, problems: Problems
 ) -> None:
     metal = categories.get(item.category)
     if metal is None:
@@ -283,7 +283,7 @@ async def register_lots(
         places[facility_id] = await _collection_point(session, actor, facility_id)
     categories = await _categories(session)
     now = utcnow()
-    problems = _Problems()
+    problems = Problems()
     for index, item in enumerate(items):
         problems.prefix = f"/lots/{index}" if batch else ""
         _check_registration(item, categories, now, problems)
@@ -386,7 +386,7 @@ async def split_lot(
     require_operator(actor)
     if lot.status not in MOVABLE:
         raise LotNotAvailable(f"lot {lot.code} is {lot.status}; only a lot at rest can be split")
-    problems = _Problems()
+    problems = Problems()
     if len(parts_g) < 2:
         problems.add("/parts_kg", "a split needs at least two parts")
     for index, part in enumerate(parts_g):

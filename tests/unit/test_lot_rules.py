@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -32,7 +33,7 @@ def tables(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     total = sum(columns)
     cuts = sorted(draw(st.lists(st.integers(0, total), min_size=0, max_size=12)))
     bounds = [0, *cuts, total]
-    rows = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    rows = [b - a for a, b in pairwise(bounds)]
     return rows, columns
 
 

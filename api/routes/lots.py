@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Query, Request, Response
+
+from api.deps import ANY_PRINCIPAL, CurrentActor, PageParams, Session, encode_cursor, etag, require
+from api.problems import responses
+from api.routes import resource_router
+from api.schemas.common import Page
+from api.schemas.lots import (
+    EventOut,
+    ImportOrigin,
+    IndividualSeller,
+    LotBatchCreate,
+    LotBatchOut,
+    LotCreate,
+    LotOut,
+    LotRef,
+    SellerFull,
+    SellerViewIn,
+    SplitIn,
+    SplitOut,
+)
+from api.uow import Idempotent
+from domain.actor import Role
+from domain.lots import service as lots
+from domain.lots.rules import LotStatus, Metal, Origin
+from domain.lots.service import SellerVault
+from domain.mass import g_to_kg, kg_to_g
+
+router = resource_router("custody")
+WRITE = responses(401, 403, 404, 409, 422)
+
+
+def _registration(body: LotCreate) -> lots.Registration:
+    origin = body.origin
+    seller = body.seller
+    return lots.Registration(
+        facility_id=body.facility_id,
+        metal=body.metal,
+        category=body.category,
+        net_g=kg_to_g(body.net_kg),
+        consumer_class=body.consumer_class,
+        channel=body.channel.value,
+        collected_at=body.collected_at,
+        origin=Origin.import_ if isinstance(origin, ImportOrigin) else Origin.domestic,
+        import_country=getattr(origin, "country", None),
+        customs_declaration_no=getattr(origin, "customs_declaration_no", None),
+        conformity_standard=getattr(origin, "conformity_standard", None),
+        seller=lots.Seller(
+            kind=seller.kind,
+            name=seller.name,
+            id_number=seller.id_number if isinstance(seller, IndividualSeller) else None,
+            uscc=None if isinstance(seller, IndividualSeller) else seller.uscc,
+        ),
+    )
+
+
+def _vault(request: Request) -> SellerVault:
+    vault: SellerVault = request.app.state.vault
+    return vault
+
+
+@router.post(
+    "/lots",
+    status_code=201,
+    response_model=LotOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Register a purchased lot at a collection point of the caller's enterprise",
+)
+async def register_lot(
+    body: LotCreate, request: Request, session: Session, actor: CurrentActor, response: Response
+) -> LotOut:
+    (lot,) = await lots.register_lots(session, actor, _vault(request), [_registration(body)])
+    response.headers["Location"] = f"/api/v1/lots/{lot.id}"
+    response.headers["ETag"] = etag(lot.version)
+    return LotOut.of(lot)
+
+
+@router.post(
+    "/lots/batch",
+    status_code=201,
+    response_model=LotBatchOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Register up to 5,000 lots, all or nothing; errors point at /lots/{index}/field",
+)
+async def register_batch(
+    body: LotBatchCreate, request: Request, session: Session, actor: CurrentActor
+) -> LotBatchOut:
+    registered = await lots.register_lots(
+        session, actor, _vault(request), [_registration(item) for item in body.lots], batch=True
+    )
+    return LotBatchOut(
+        count=len(registered),
+        lots=[LotRef(id=lot.id, code=lot.code, net_kg=g_to_kg(lot.net_g)) for lot in registered],
+    )
+
+
+@router.get(
+    "/lots",
+    response_model=Page[LotOut],
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 422),
+    summary="Lots the caller may see: current and past holders, authorities with jurisdiction",
+)
+async def list_lots(
+    session: Session,
+    actor: CurrentActor,
+    page: PageParams,
+    facility_id: Annotated[uuid.UUID | None, Query(description="Current holder")] = None,
+    status: LotStatus | None = None,
+    metal: Metal | None = None,
+    category: Annotated[str | None, Query(max_length=32)] = None,
+    collected_from: Annotated[datetime | None, Query(description="Inclusive")] = None,
+    collected_to: Annotated[datetime | None, Query(description="Exclusive")] = None,
+) -> Page[LotOut]:
+    result = await lots.list_lots(
+        session,
+        actor,
+        lots.LotFilter(facility_id, status, metal, category, collected_from, collected_to),
+        after=page.after,
+        limit=page.limit,
+    )
+    return Page(
+        items=[LotOut.of(lot) for lot in result.items], next_cursor=encode_cursor(result.next_after)
+    )
+
+
+@router.get(
+    "/lots/{lot_id}",
+    response_model=LotOut,
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 404, 422),
+    summary="One lot",
+)
+async def get_lot(
+    lot_id: uuid.UUID, session: Session, actor: CurrentActor, response: Response
+) -> LotOut:
+    lot = await lots.get_lot(session, actor, lot_id)
+    response.headers["ETag"] = etag(lot.version)
+    return LotOut.of(lot)
+
+
+@router.get(
+    "/lots/{lot_id}/history",
+    response_model=list[EventOut],
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 404, 422),
+    summary="Every event of the lot, oldest first",
+)
+async def lot_history(lot_id: uuid.UUID, session: Session, actor: CurrentActor) -> list[EventOut]:
+    return [EventOut.of(e) for e in await lots.lot_history(session, actor, lot_id)]
+
+
+@router.post(
+    "/lots/{lot_id}/split",
+    status_code=201,
+    response_model=SplitOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Split a held lot into parts that sum exactly to it",
+)
+async def split_lot(
+    lot_id: uuid.UUID, body: SplitIn, session: Session, actor: CurrentActor
+) -> SplitOut:
+    parent, children = await lots.split_lot(
+        session, actor, lot_id, [kg_to_g(part) for part in body.parts_kg]
+    )
+    return SplitOut(parent=LotOut.of(parent), children=[LotOut.of(c) for c in children])
+
+
+@router.post(
+    "/lots/{lot_id}/seller-view",
+    response_model=SellerFull,
+    dependencies=[require(Role.supervisor)],
+    responses=responses(401, 403, 404, 422),
+    summary="The seller's full name and ID number (authority supervisors; every view is audited)",
+)
+async def view_seller(
+    lot_id: uuid.UUID, body: SellerViewIn, request: Request, session: Session, actor: CurrentActor
+) -> SellerFull:
+    seller = await lots.reveal_seller(session, actor, _vault(request), lot_id, body.reason)
+    return SellerFull(**seller)

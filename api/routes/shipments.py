@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import Query, Request, Response
+
+from api.deps import ANY_PRINCIPAL, CurrentActor, PageParams, Session, encode_cursor, etag, require
+from api.problems import responses
+from api.routes import resource_router
+from api.schemas.common import Page
+from api.schemas.shipments import CancelIn, ReceiptIn, ShipmentCreate, ShipmentOut
+from api.uow import Idempotent
+from domain.mass import kg_to_g
+from domain.shipments import service as shipments
+from domain.shipments.models import Shipment
+from domain.shipments.rules import ShipmentStatus
+
+router = resource_router("custody")
+WRITE = responses(401, 403, 404, 409, 422)
+
+
+async def _answer(session: Session, shipment: Shipment, response: Response) -> ShipmentOut:
+    response.headers["ETag"] = etag(shipment.version)
+    return ShipmentOut.of(shipment, await shipments.shipment_items(session, shipment.id))
+
+
+@router.post(
+    "/shipments",
+    status_code=201,
+    response_model=ShipmentOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Dispatch whole lots from a facility of the caller's enterprise",
+)
+async def dispatch(
+    body: ShipmentCreate, session: Session, actor: CurrentActor, response: Response
+) -> ShipmentOut:
+    shipment = await shipments.dispatch(
+        session, actor, shipments.Dispatch(**body.model_dump(mode="python"))
+    )
+    response.headers["Location"] = f"/api/v1/shipments/{shipment.id}"
+    return await _answer(session, shipment, response)
+
+
+@router.get(
+    "/shipments",
+    response_model=Page[ShipmentOut],
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 422),
+    summary="Shipments the caller sent or receives, or in an authority's jurisdiction",
+)
+async def list_shipments(
+    session: Session,
+    actor: CurrentActor,
+    page: PageParams,
+    direction: Literal["sent", "received"] | None = None,
+    status: ShipmentStatus | None = None,
+    facility_id: Annotated[uuid.UUID | None, Query(description="Sending or receiving")] = None,
+    dispatched_from: datetime | None = None,
+    dispatched_to: datetime | None = None,
+) -> Page[ShipmentOut]:
+    result = await shipments.list_shipments(
+        session,
+        actor,
+        shipments.ShipmentFilter(direction, status, facility_id, dispatched_from, dispatched_to),
+        after=page.after,
+        limit=page.limit,
+    )
+    return Page(
+        items=[ShipmentOut.of(s) for s in result.items],
+        next_cursor=encode_cursor(result.next_after),
+    )
+
+
+@router.get(
+    "/shipments/{shipment_id}",
+    response_model=ShipmentOut,
+    dependencies=[require(*ANY_PRINCIPAL)],
+    responses=responses(401, 404, 422),
+    summary="One shipment with its lots",
+)
+async def get_shipment(
+    shipment_id: uuid.UUID, session: Session, actor: CurrentActor, response: Response
+) -> ShipmentOut:
+    return await _answer(
+        session, await shipments.get_shipment(session, actor, shipment_id), response
+    )
+
+
+@router.post(
+    "/shipments/{shipment_id}/receipt",
+    status_code=201,
+    response_model=ShipmentOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Confirm receipt by weight, listing every lot; refusals need a reason",
+)
+async def receive(
+    shipment_id: uuid.UUID,
+    body: ReceiptIn,
+    request: Request,
+    session: Session,
+    actor: CurrentActor,
+    response: Response,
+) -> ShipmentOut:
+    receipt = shipments.Receipt(
+        received_at=body.received_at,
+        weighbridge_ticket_no=body.weighbridge_ticket_no,
+        lines=[
+            shipments.ReceiptLine(
+                lot_id=item.lot_id,
+                received_g=kg_to_g(item.received_kg),
+                refused_g=kg_to_g(item.refused_kg),
+                refusal_reason=item.refusal_reason,
+            )
+            for item in body.items
+        ],
+    )
+    tolerances: dict[str, Decimal] = request.app.state.settings.discrepancy_tolerance
+    shipment = await shipments.receive(session, actor, shipment_id, receipt, tolerances)
+    return await _answer(session, shipment, response)
+
+
+@router.post(
+    "/shipments/{shipment_id}/cancel",
+    response_model=ShipmentOut,
+    dependencies=[require(*ANY_PRINCIPAL), Idempotent],
+    responses=WRITE,
+    summary="Call a shipment back before receipt; its lots return to the sender as they were",
+)
+async def cancel(
+    shipment_id: uuid.UUID,
+    body: CancelIn,
+    session: Session,
+    actor: CurrentActor,
+    response: Response,
+) -> ShipmentOut:
+    shipment = await shipments.cancel(session, actor, shipment_id, body.reason)
+    return await _answer(session, shipment, response)
