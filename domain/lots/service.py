@@ -210,7 +210,7 @@ def require_operator(actor: Actor) -> None:
 
 async def _categories(session: AsyncSession) -> dict[str, str]:
     rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
-    return {code: metal for code, metal in rows}
+    return dict(rows.all())
 
 
 def _check_registration(
