@@ -168,14 +168,13 @@ async def _authority(session: AsyncSession, name: str, jurisdiction: str) -> uui
     ).id
 
 
-@pytest.fixture
-async def world(session: AsyncSession) -> World:
+async def build_world(session: AsyncSession) -> World:
     a = await _enterprise(session, "520102", "A recycling")
     b = await _enterprise(session, "520302", "B recycling")
     province = await _authority(session, "Guizhou industry and IT department", "52")
     guiyang = await _authority(session, "Guiyang bureau", "5201")
     zunyi = await _authority(session, "Zunyi bureau", "5203")
-    world = World(
+    return World(
         admin=await make_key(session, Role.platform_admin),
         enterprise_a=a,
         enterprise_b=b,
@@ -192,8 +191,40 @@ async def world(session: AsyncSession) -> World:
         guiyang_supervisor=await make_key(session, Role.supervisor, authority_id=guiyang),
         zunyi_supervisor=await make_key(session, Role.supervisor, authority_id=zunyi),
     )
+
+
+@pytest.fixture
+async def world(session: AsyncSession) -> World:
+    world = await build_world(session)
     await session.commit()  # a savepoint release: visible to the app's sessions on this connection
     return world
+
+
+@dataclass
+class Live:
+    """The app on its real engine: every request commits, as in production. For races and other
+    tests that need real concurrent transactions; their data stays (unique per test)."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    world: World
+
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        return async_sessionmaker(self.engine, expire_on_commit=False)
+
+
+@pytest.fixture
+async def live(settings: Settings, database_url: str) -> AsyncIterator[Live]:
+    app = create_app(settings, database_url)
+    engine: AsyncEngine = app.state.engine
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        world = await build_world(session)
+        await session.commit()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Live(app, client, engine, world)
+    await engine.dispose()
 
 
 Json = dict[str, Any]

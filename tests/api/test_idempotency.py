@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import create_app
-from domain.actor import Role
 from domain.registry.models import Enterprise
 from integrations import idempotency
 from integrations.database import session_factory
-from integrations.settings import Settings
-from tests.conftest import Principal, World, make_key
+from tests.conftest import Live, World
 from tests.factories import random_uscc
 
 
@@ -95,26 +90,8 @@ async def test_in_flight_is_409(
     assert response.json()["code"] == "idempotency_in_flight"
 
 
-@pytest.fixture
-async def committing_client(
-    settings: Settings, database_url: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, Principal, AsyncEngine]]:
-    """The app with its real engine: requests commit, as in production."""
-    app = create_app(settings, database_url)
-    engine: AsyncEngine = app.state.engine
-    async with session_factory(engine)() as session:
-        admin = await make_key(session, Role.platform_admin)
-        await session.commit()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client, admin, engine
-    await engine.dispose()
-
-
-async def test_fifty_concurrent_requests_with_one_key_create_one_record(
-    committing_client: tuple[httpx.AsyncClient, Principal, AsyncEngine],
-) -> None:
-    client, admin, engine = committing_client
+async def test_fifty_concurrent_requests_with_one_key_create_one_record(live: Live) -> None:
+    client, admin, engine = live.client, live.world.admin, live.engine
     body = _enterprise()
     headers = {**admin.headers, "Idempotency-Key": "race-1"}
     responses = await asyncio.gather(
