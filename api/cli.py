@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -29,8 +30,8 @@ T = TypeVar("T")
 
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise the embedded PostgreSQL in the data folder, stopped on exit
-    (also on Ctrl-C: uvicorn turns SIGINT/SIGTERM into a normal return)."""
+    """DATABASE_URL when set; otherwise the embedded PostgreSQL in the data folder, stopped on exit:
+    after Ctrl-C (uvicorn returns normally) and after SIGTERM (see `_exit_on_sigterm`)."""
     if settings.database_url:
         yield settings.database_url
         return
@@ -75,6 +76,17 @@ def _announce_key(secret: str, why: str) -> None:
     )
 
 
+def _exit_on_sigterm() -> None:
+    """uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that kills
+    the process before the embedded PostgreSQL is stopped. Exiting through SystemExit instead runs
+    every `finally` and atexit hook."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default SCRAPFLOW_HOST or 127.0.0.1")] = None,
@@ -94,6 +106,7 @@ def serve(
         )
         if secret:
             _announce_key(secret, "First start: the platform admin API key is")
+        _exit_on_sigterm()
         uvicorn.run(
             create_app(settings, url),
             host=host or settings.host,

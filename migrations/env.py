@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from domain.audit.models import Xid8
 from domain.schema import metadata
 from integrations import idempotency  # noqa: F401  (its table lives in the same metadata)
+from integrations.settings import asyncpg_url
 
 config = context.config
 # Reflect the event log's xid8 column as the model's type, so `alembic check` sees no drift.
@@ -29,7 +30,7 @@ def _url() -> str:
         raise SystemExit(
             "set DATABASE_URL (or run `scrapflow migrate`, which knows the embedded one)"
         )
-    return url
+    return asyncpg_url(url)
 
 
 def _configure(connection: Connection) -> None:
