@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import problems
+from api.deps import PrincipalCache
 from api.middleware import RequestContext
 from api.routes import (
     auth,
@@ -24,6 +27,7 @@ from api.routes import (
     reference,
     shipments,
 )
+from api.schemas.lots import LotBatchCreate
 from api.tokens import TokenIssuer
 from integrations.database import create_engine, session_factory
 from integrations.secrets import file_secret
@@ -39,6 +43,22 @@ from `POST /api/v1/auth/token`. **Errors** are `application/problem+json` with a
 **Creating POSTs** accept `Idempotency-Key`; **updates** need `If-Match` with the ETag you read.
 **Lists** take `limit` and `cursor` and answer `{"items": [...], "next_cursor": ...}`.
 """
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated document, plus the models of bodies that routes read themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (LotBatchCreate,):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in definition.pop("$defs", {}).items():
+                components.setdefault(name, nested)
+            components[model.__name__] = definition
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(
@@ -75,6 +95,7 @@ def create_app(
         if settings.seller_key
         else file_secret(settings.data_dir / "keys" / "seller.key")
     )
+    app.state.principals = PrincipalCache(settings.principal_cache_seconds)
     app.state.tokens = TokenIssuer(
         secret=secret,
         issuer=settings.jwt_issuer,
@@ -82,6 +103,7 @@ def create_app(
         lifetime=timedelta(minutes=settings.access_token_minutes),
     )
     problems.install(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     routers = (
         health,
         auth,

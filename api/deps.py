@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
@@ -14,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.tokens import TokenIssuer
 from domain.actor import Actor, Role
+from domain.base import utcnow
 from domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
 from domain.identity import service as identity
-from domain.identity.rules import API_KEY_PREFIX
+from domain.identity.rules import API_KEY_PREFIX, secret_hash
 from integrations.logging import request_id_var
 
 
@@ -33,6 +36,39 @@ _bearer = HTTPBearer(
 )
 
 
+class PrincipalCache:
+    """Who a credential stands for, remembered for a few seconds: authentication is on every
+    request's path. Revocations and suspensions made through this process clear it at once
+    (see `forgets_principals`); other processes see them within `ttl` seconds."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, identity.Principal]] = {}
+
+    def get(self, key: str) -> identity.Principal | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, principal = entry
+        expired = principal.expires_at is not None and principal.expires_at <= utcnow()
+        if time.monotonic() > until or expired:
+            del self._entries[key]
+            return None
+        return principal
+
+    def put(self, key: str, principal: identity.Principal) -> identity.Principal:
+        if self.ttl > 0:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, principal)
+        return principal
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 async def current_actor(
     request: Request,
     session: Session,
@@ -41,11 +77,28 @@ async def current_actor(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send Authorization: Bearer <API key or access token>")
     token = credentials.credentials
-    request_id = request_id_var.get()
+    cache: PrincipalCache = request.app.state.principals
     if token.startswith(API_KEY_PREFIX):
-        return await identity.actor_for_api_key(session, token, request_id)
-    issuer: TokenIssuer = request.app.state.tokens
-    return await identity.actor_for_user(session, issuer.user_id(token), request_id)
+        key = "key:" + secret_hash(token)
+        principal = cache.get(key) or cache.put(
+            key, await identity.principal_for_api_key(session, token)
+        )
+    else:
+        issuer: TokenIssuer = request.app.state.tokens
+        user_id = issuer.user_id(token)  # the signature and claims are checked every time
+        key = f"user:{user_id}"
+        principal = cache.get(key) or cache.put(
+            key, await identity.principal_for_user(session, user_id)
+        )
+    return replace(principal.actor, request_id=request_id_var.get())
+
+
+def forget_principals(request: Request) -> None:
+    """Dependency of routes that revoke or suspend: the principal cache is cleared after commit."""
+    request.state.forget_principals = True
+
+
+ForgetsPrincipals = Depends(forget_principals)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -79,12 +80,33 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _pointer(loc: tuple[Any, ...]) -> tuple[str, str | None]:
+def pointer(loc: Sequence[Any], document: Any = None) -> tuple[str, str | None]:
+    """A JSON pointer into the request from a validation error's location. Pydantic puts the tag
+    of a tagged union into the location (`/seller/individual/name`); the document has no such
+    member, so walking the request body alongside drops it (`/seller/name`)."""
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
-        where, rest = str(loc[0]), loc[1:]
+        where, rest = str(loc[0]), list(loc[1:])
     else:
-        where, rest = None, loc
-    return "/" + "/".join(str(part) for part in rest), where
+        where, rest = None, list(loc)
+    node = document if where in ("body", None) else None
+    parts: list[str] = []
+    for index, part in enumerate(rest):
+        is_tag = (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part not in node
+            and index < len(rest) - 1
+        )
+        if is_tag:
+            continue
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        parts.append(str(part))
+    return "/" + "/".join(parts), where
 
 
 def _http_code(status: int) -> str:
@@ -117,10 +139,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
-        pointer, where = _pointer(tuple(error.get("loc", ())))
-        errors.append(
-            {"pointer": pointer, "detail": error.get("msg", "invalid"), "location": where}
-        )
+        at, where = pointer(error.get("loc", ()), exc.body)
+        errors.append({"pointer": at, "detail": error.get("msg", "invalid"), "location": where})
     summary = "; ".join(f"{e['location']} {e['pointer']}: {e['detail']}" for e in errors[:5])
     return problem_response(
         422,

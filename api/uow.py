@@ -54,6 +54,8 @@ class UnitOfWorkRoute(APIRoute):
                         _without_secrets(request, bytes(response.body)),
                     )
                 await session.commit()
+                if getattr(request.state, "forget_principals", False):
+                    request.app.state.principals.clear()
                 return response
 
         return in_transaction

@@ -15,7 +15,8 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,  # a restarted database must not surface as errors on stale connections
+        # No pre-ping: it costs a round trip per request. A connection found dead fails its
+        # request (503, retried by the client) and invalidates the pool, which reconnects.
         pool_recycle=1800,
     )
 

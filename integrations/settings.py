@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     }
 
     idempotency_ttl_hours: int = 24
+    # How long a credential's principal is remembered in memory; other processes of the service
+    # see a revocation or suspension within this many seconds (0 disables the cache).
+    principal_cache_seconds: float = 5.0
     cors_origins: list[str] = []
     log_level: str = "INFO"
 

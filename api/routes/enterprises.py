@@ -10,6 +10,7 @@ from api.deps import (
     SUPERVISORS,
     CurrentActor,
     ExpectedVersion,
+    ForgetsPrincipals,
     PageParams,
     Session,
     encode_cursor,
@@ -106,7 +107,7 @@ async def update_enterprise(
 @router.post(
     "/enterprises/{enterprise_id}/suspend",
     response_model=EnterpriseOut,
-    dependencies=[require(*SUPERVISORS)],
+    dependencies=[require(*SUPERVISORS), ForgetsPrincipals],
     responses=responses(401, 403, 404, 409, 422),
     summary="Suspend an enterprise (authority supervisor with jurisdiction, platform admin)",
 )
@@ -122,7 +123,7 @@ async def suspend_enterprise(
 @router.post(
     "/enterprises/{enterprise_id}/reinstate",
     response_model=EnterpriseOut,
-    dependencies=[require(*SUPERVISORS)],
+    dependencies=[require(*SUPERVISORS), ForgetsPrincipals],
     responses=responses(401, 403, 404, 409, 422),
     summary="Lift a suspension",
 )

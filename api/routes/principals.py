@@ -11,6 +11,7 @@ from api.deps import (
     ANY_PRINCIPAL,
     PRINCIPAL_MANAGERS,
     CurrentActor,
+    ForgetsPrincipals,
     PageParams,
     Session,
     encode_cursor,
@@ -128,7 +129,7 @@ async def get_api_key(key_id: uuid.UUID, session: Session, actor: CurrentActor) 
 @router.delete(
     "/api-keys/{key_id}",
     response_model=ApiKeyOut,
-    dependencies=[require(*PRINCIPAL_MANAGERS)],
+    dependencies=[require(*PRINCIPAL_MANAGERS), ForgetsPrincipals],
     responses=responses(401, 403, 404, 422),
     summary="Revoke an API key (idempotent: revoking twice keeps the first time)",
 )

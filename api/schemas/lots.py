@@ -103,6 +103,8 @@ class LotCreate(Strict):
 class LotBatchCreate(Strict):
     lots: list[LotCreate] = Field(min_length=1, max_length=5000)
 
+    model_config = ConfigDict(extra="forbid")
+
 
 class CompositionOut(BaseModel):
     post_consumer_kg: KilogramsOut

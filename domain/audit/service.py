@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.actor import Actor
 from domain.audit.models import Event
 from domain.audit.rules import event_payload
+from domain.bulk import copy_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +29,16 @@ class Change:
     lot_ids: Iterable[uuid.UUID] = field(default=())
 
 
-async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:
-    """Append events in one multi-row insert. The acting enterprise always counts as touched, so
-    it sees its own events."""
-    if not changes:
-        return
+EVENT_COLUMNS = (
+    "type", "subject_type", "subject_id", "actor_kind", "actor_principal_id", "actor_role",
+    "actor_enterprise_id", "actor_authority_id", "request_id", "enterprise_ids", "facility_ids",
+    "region_codes", "lot_ids", "payload",
+)  # fmt: skip
+
+
+def event_rows(actor: Actor, changes: Sequence[Change]) -> list[dict[str, Any]]:
+    """The event rows of `changes`. The acting enterprise always counts as touched, so it sees
+    its own events."""
     rows = []
     for change in changes:
         touched = {e for e in (*change.enterprise_ids, actor.enterprise_id) if e is not None}
@@ -53,7 +60,23 @@ async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Cha
                 "payload": event_payload(change.payload),
             }
         )
-    await session.execute(insert(Event), rows)
+    return rows
+
+
+async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:
+    """Append the events of `changes` in one multi-row insert."""
+    if changes:
+        await session.execute(insert(Event), event_rows(actor, changes))
+
+
+async def copy_events(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:
+    """Append many events through COPY (bulk registration)."""
+    rows = event_rows(actor, changes)
+    for row in rows:
+        row["payload"] = json.dumps(row["payload"], ensure_ascii=False, separators=(",", ":"))
+    await copy_rows(
+        session, "event", EVENT_COLUMNS, [tuple(r[c] for c in EVENT_COLUMNS) for r in rows]
+    )
 
 
 async def record(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import ColumnElement, false, func, select, text, true, update
+from sqlalchemy import ColumnElement, Select, false, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from domain.actor import Actor, PrincipalKind, Role
 from domain.audit import service as audit
@@ -52,73 +52,77 @@ class Owner:
 # --- resolving principals ---------------------------------------------------------------------
 
 
-async def _actor_for(
-    session: AsyncSession,
-    principal_id: uuid.UUID,
-    kind: PrincipalKind,
-    role: str,
-    enterprise_id: uuid.UUID | None,
-    authority_id: uuid.UUID | None,
-    request_id: str | None,
-) -> Actor:
-    enterprise_active = True
-    jurisdiction = None
-    if enterprise_id is not None:
-        status = await session.scalar(
-            select(col(Enterprise.status)).where(col(Enterprise.id) == enterprise_id)
-        )
-        enterprise_active = status == "active"
-    if authority_id is not None:
-        jurisdiction = await session.scalar(
-            select(col(Authority.jurisdiction)).where(col(Authority.id) == authority_id)
-        )
-    return Actor(
-        principal_id=principal_id,
-        principal_kind=kind,
-        role=Role(role),
-        enterprise_id=enterprise_id,
-        authority_id=authority_id,
-        jurisdiction=jurisdiction,
-        request_id=request_id,
-        enterprise_active=enterprise_active,
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a credential stands for, and until when that answer may be reused."""
+
+    actor: Actor
+    expires_at: datetime | None = None
+
+
+def _principal_query(model: type[User] | type[ApiKey]) -> Select[SQLModel, str, str]:
+    """The principal with its enterprise's status and its authority's jurisdiction, one query."""
+    return (
+        select(model, col(Enterprise.status), col(Authority.jurisdiction))
+        .outerjoin(Enterprise, col(Enterprise.id) == model.enterprise_id)
+        .outerjoin(Authority, col(Authority.id) == model.authority_id)
     )
+
+
+def _actor(
+    principal: User | ApiKey, kind: PrincipalKind, status: str | None, jurisdiction: str | None
+) -> Actor:
+    return Actor(
+        principal_id=principal.id,
+        principal_kind=kind,
+        role=Role(principal.role),
+        enterprise_id=principal.enterprise_id,
+        authority_id=principal.authority_id,
+        jurisdiction=jurisdiction,
+        enterprise_active=status in (None, "active"),
+    )
+
+
+async def principal_for_api_key(session: AsyncSession, token: str) -> Principal:
+    if not api_key_well_formed(token):
+        raise Unauthenticated("the API key is malformed (bad length, characters or checksum)")
+    row = (
+        await session.execute(
+            _principal_query(ApiKey).where(col(ApiKey.secret_hash) == secret_hash(token))
+        )
+    ).first()
+    now = utcnow()
+    key = row[0] if row else None
+    if (
+        row is None
+        or not isinstance(key, ApiKey)
+        or key.revoked_at is not None
+        or (key.expires_at and key.expires_at <= now)
+    ):
+        raise Unauthenticated("the API key is unknown, revoked or expired")
+    return Principal(_actor(key, PrincipalKind.api_key, row[1], row[2]), key.expires_at)
+
+
+async def principal_for_user(session: AsyncSession, user_id: uuid.UUID) -> Principal:
+    row = (await session.execute(_principal_query(User).where(col(User.id) == user_id))).first()
+    user = row[0] if row else None
+    if row is None or not isinstance(user, User) or user.status != "active":
+        raise Unauthenticated("the user behind this token no longer exists or is disabled")
+    return Principal(_actor(user, PrincipalKind.user, row[1], row[2]))
 
 
 async def actor_for_api_key(
     session: AsyncSession, token: str, request_id: str | None = None
 ) -> Actor:
-    if not api_key_well_formed(token):
-        raise Unauthenticated("the API key is malformed (bad length, characters or checksum)")
-    key = await session.scalar(select(ApiKey).where(col(ApiKey.secret_hash) == secret_hash(token)))
-    now = utcnow()
-    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
-        raise Unauthenticated("the API key is unknown, revoked or expired")
-    return await _actor_for(
-        session,
-        key.id,
-        PrincipalKind.api_key,
-        key.role,
-        key.enterprise_id,
-        key.authority_id,
-        request_id,
-    )
+    actor = (await principal_for_api_key(session, token)).actor
+    return replace(actor, request_id=request_id)
 
 
 async def actor_for_user(
     session: AsyncSession, user_id: uuid.UUID, request_id: str | None = None
 ) -> Actor:
-    user = await session.get(User, user_id)
-    if user is None or user.status != "active":
-        raise Unauthenticated("the user behind this token no longer exists or is disabled")
-    return await _actor_for(
-        session,
-        user.id,
-        PrincipalKind.user,
-        user.role,
-        user.enterprise_id,
-        user.authority_id,
-        request_id,
-    )
+    actor = (await principal_for_user(session, user_id)).actor
+    return replace(actor, request_id=request_id)
 
 
 # --- who manages whom -------------------------------------------------------------------------

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, false, insert, select, text, true
+from sqlalchemy import ColumnElement, Select, bindparam, false, insert, select, text, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from domain.actor import Actor, Role
 from domain.audit import service as audit
 from domain.audit.models import Event
-from domain.base import utcnow
+from domain.base import metadata, utcnow
+from domain.bulk import copy_rows
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.ids import new_id
 from domain.lots.models import Lot
@@ -182,12 +185,16 @@ async def _collection_point(
     session: AsyncSession, actor: Actor, facility_id: uuid.UUID
 ) -> tuple[Facility, Enterprise]:
     """The caller's own active collection point, in a recycling enterprise."""
-    facility = await session.get(Facility, facility_id)
-    if facility is None or (
-        not actor.is_platform_admin and facility.enterprise_id != actor.enterprise_id
-    ):
+    row = (
+        await session.execute(
+            select(Facility, Enterprise)
+            .join(Enterprise, col(Enterprise.id) == col(Facility.enterprise_id))
+            .where(col(Facility.id) == facility_id)
+        )
+    ).first()
+    if row is None or (not actor.is_platform_admin and row[0].enterprise_id != actor.enterprise_id):
         raise NotFound(f"facility {facility_id} not found")
-    enterprise = await session.get_one(Enterprise, facility.enterprise_id)
+    facility, enterprise = row
     require_operator(actor)
     if enterprise.status != Status.active:
         raise EnterpriseSuspended(f"enterprise {enterprise.id} is suspended")
@@ -208,9 +215,15 @@ def require_operator(actor: Actor) -> None:
         raise Forbidden(f"role {actor.role.value} may not change custody records")
 
 
+_categories_cache: dict[str, str] = {}
+
+
 async def _categories(session: AsyncSession) -> dict[str, str]:
-    rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
-    return dict(rows.all())
+    """Scrap category → metal. Reference data changes only with a migration: read it once."""
+    if not _categories_cache:
+        rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
+        _categories_cache.update(rows.all())
+    return _categories_cache
 
 
 def _check_registration(
@@ -260,115 +273,215 @@ def _seller_columns(lot_id: uuid.UUID, seller: Seller | None, vault: SellerVault
     }
 
 
-async def next_codes(session: AsyncSession, metal: Sequence[Metal]) -> list[str]:
-    serials = await session.scalars(
-        text("SELECT nextval('lot_code_seq') FROM generate_series(1, :n)"), {"n": len(metal)}
-    )
+CODE_BLOCK = 100  # lot_code_seq steps by this much: one nextval reserves a block of serials
+
+
+class _Serials:
+    """Serials reserved by this process, handed out without a round trip. Unused ones are lost
+    when the process ends; codes only need to be unique, not gapless."""
+
+    def __init__(self) -> None:
+        self._free: list[int] = []
+        self._lock = threading.Lock()  # tests drive several event loops in threads
+
+    def take(self, n: int) -> list[int] | None:
+        with self._lock:
+            if len(self._free) < n:
+                return None
+            taken = self._free[:n]
+            del self._free[:n]
+            return taken
+
+    def add(self, block_starts: Sequence[int]) -> None:
+        with self._lock:
+            for start in block_starts:
+                self._free.extend(range(start, start + CODE_BLOCK))
+
+
+_serials = _Serials()
+
+
+async def next_codes(session: AsyncSession, metals: Sequence[Metal]) -> list[str]:
+    serials = _serials.take(len(metals))
+    while serials is None:
+        blocks = -(-len(metals) // CODE_BLOCK)
+        starts = await session.scalars(
+            text("SELECT nextval('lot_code_seq') FROM generate_series(1, :n)"), {"n": blocks}
+        )
+        _serials.add(list(starts))
+        serials = _serials.take(len(metals))
     year = utcnow().year
-    return [lot_code(m, year, s) for m, s in zip(metal, serials, strict=True)]
+    return [lot_code(m, year, s) for m, s in zip(metals, serials, strict=True)]
 
 
-async def register_lots(
+@dataclass(frozen=True, slots=True)
+class Registered:
+    id: uuid.UUID
+    code: str
+    net_g: int
+
+
+COPY_FROM = 20  # lots per request from which COPY beats a multi-row insert
+LOT_COLUMNS = (
+    "id", "code", "kind", "metal", "category", "net_g", "post_consumer_g", "pre_consumer_g",
+    "primary_g", "consumer_class", "channel", "origin", "import_country",
+    "customs_declaration_no", "conformity_standard", "collected_at", "registered_facility_id",
+    "holder_facility_id", "holder_enterprise_id", "status", "version", "enterprise_ids",
+    "region_prefixes", "facility_ids", "seller_kind", "seller_name_masked", "seller_id_masked",
+    "seller_sealed", "registered_at", "updated_at",
+)  # fmt: skip
+
+
+async def register_lot(
+    session: AsyncSession, actor: Actor, vault: SellerVault, item: Registration
+) -> Lot:
+    (row,) = await _register(session, actor, vault, [item], batch=False)
+    return Lot(**row)
+
+
+async def register_batch(
     session: AsyncSession,
     actor: Actor,
     vault: SellerVault,
-    items: Sequence[Registration],
+    items: Sequence[Registration | None],
+    known_errors: Sequence[dict[str, Any]] = (),
+) -> list[Registered]:
+    """All or nothing. `None` stands for an item the caller could not even read (its problems
+    are in `known_errors`); the others are still checked, so one answer names every bad item."""
+    rows = await _register(session, actor, vault, items, batch=True, known_errors=known_errors)
+    return [Registered(row["id"], row["code"], row["net_g"]) for row in rows]
+
+
+async def _register(
+    session: AsyncSession,
+    actor: Actor,
+    vault: SellerVault,
+    items: Sequence[Registration | None],
     *,
-    batch: bool = False,
-) -> list[Lot]:
+    batch: bool,
+    known_errors: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
     """Register lots all or nothing. Every problem is reported with its pointer (`/lots/{i}/...`
-    for a batch) before anything is written; rows go in as multi-row inserts."""
+    for a batch) before anything is written. A few lots and their events go in as one statement,
+    many through COPY."""
+    readable = [item for item in items if item is not None]
     places: dict[uuid.UUID, tuple[Facility, Enterprise]] = {}
-    for facility_id in dict.fromkeys(item.facility_id for item in items):
+    for facility_id in dict.fromkeys(item.facility_id for item in readable):
         places[facility_id] = await _collection_point(session, actor, facility_id)
     categories = await _categories(session)
     now = utcnow()
-    problems = Problems()
+    problems = Problems(errors=list(known_errors))
     for index, item in enumerate(items):
         problems.prefix = f"/lots/{index}" if batch else ""
-        _check_registration(item, categories, now, problems)
+        if item is not None:
+            _check_registration(item, categories, now, problems)
     problems.raise_if_any()
+    assert len(readable) == len(items)  # every unreadable item has a known error
+    items = readable
 
     codes = await next_codes(session, [item.metal for item in items])
-    rows: list[dict[str, Any]] = []
-    for item, code in zip(items, codes, strict=True):
-        facility, enterprise = places[item.facility_id]
-        composition = Composition.registered(item.consumer_class, item.net_g)
-        lot_id = new_id()
-        rows.append(
-            {
-                "id": lot_id,
-                "code": code,
-                "kind": LotKind.scrap.value,
-                "metal": item.metal.value,
-                "category": item.category,
-                "net_g": item.net_g,
-                "post_consumer_g": composition.post_consumer_g,
-                "pre_consumer_g": composition.pre_consumer_g,
-                "primary_g": composition.primary_g,
-                "consumer_class": item.consumer_class.value,
-                "channel": item.channel,
-                "origin": item.origin.value,
-                "import_country": item.import_country,
-                "customs_declaration_no": item.customs_declaration_no,
-                "conformity_standard": item.conformity_standard,
-                "collected_at": item.collected_at,
-                "registered_facility_id": facility.id,
-                "holder_facility_id": facility.id,
-                "holder_enterprise_id": enterprise.id,
-                "status": LotStatus.active.value,
-                "version": 1,
-                "enterprise_ids": [enterprise.id],
-                "region_prefixes": region_prefixes(facility.region_code),
-                "facility_ids": [facility.id],
-                "seller_kind": None,
-                "seller_name_masked": None,
-                "seller_id_masked": None,
-                "seller_sealed": None,
-                **_seller_columns(lot_id, item.seller, vault),
-            }
+    rows = [
+        _lot_row(item, code, *places[item.facility_id], vault, now)
+        for item, code in zip(items, codes, strict=True)
+    ]
+    changes = [
+        audit.Change(
+            type="lot.registered",
+            subject_type="lot",
+            subject_id=row["id"],
+            enterprise_ids=[row["holder_enterprise_id"]],
+            facility_ids=[row["holder_facility_id"]],
+            region_codes=[places[row["holder_facility_id"]][0].region_code],
+            lot_ids=[row["id"]],
+            payload=registered_payload(row),
         )
-    lots = list(await session.scalars(insert(Lot).returning(Lot), rows))
-    await audit.record_many(
-        session,
-        actor,
-        [
-            audit.Change(
-                type="lot.registered",
-                subject_type="lot",
-                subject_id=lot.id,
-                enterprise_ids=[lot.holder_enterprise_id],
-                facility_ids=[lot.holder_facility_id],
-                region_codes=[places[lot.holder_facility_id][0].region_code],
-                lot_ids=[lot.id],
-                payload=registered_payload(lot),
-            )
-            for lot in lots
-        ],
-    )
-    return lots
+        for row in rows
+    ]
+    if len(rows) == 1:
+        (event,) = audit.event_rows(actor, changes)
+        parameters = {
+            **{f"lot_{k}": v for k, v in rows[0].items()},
+            **{f"event_{k}": v for k, v in event.items()},
+        }
+        await session.execute(_ONE_LOT_WITH_ITS_EVENT, parameters)
+    elif len(rows) < COPY_FROM:
+        await session.execute(insert(LOT_TABLE), rows)
+        await audit.record_many(session, actor, changes)
+    else:
+        records = [tuple(r[c] for c in LOT_COLUMNS) for r in rows]
+        await copy_rows(session, "lot", LOT_COLUMNS, records)
+        await audit.copy_events(session, actor, changes)
+    return rows
 
 
-def registered_payload(lot: Lot) -> dict[str, Any]:
+LOT_TABLE = metadata.tables["lot"]
+
+# One round trip, and one statement prepared once: the lot and its event.
+_ONE_LOT_WITH_ITS_EVENT = text(
+    f"WITH registered AS (INSERT INTO lot ({', '.join(LOT_COLUMNS)})"  # noqa: S608 - column names are constants
+    f" VALUES ({', '.join(f':lot_{c}' for c in LOT_COLUMNS)}))"
+    f" INSERT INTO event ({', '.join(audit.EVENT_COLUMNS)})"
+    f" VALUES ({', '.join(f':event_{c}' for c in audit.EVENT_COLUMNS)})"
+).bindparams(bindparam("event_payload", type_=JSONB))
+
+
+def _lot_row(
+    item: Registration,
+    code: str,
+    facility: Facility,
+    enterprise: Enterprise,
+    vault: SellerVault,
+    now: datetime,
+) -> dict[str, Any]:
+    lot_id = new_id()
+    composition = Composition.registered(item.consumer_class, item.net_g)
+    return {
+        "id": lot_id,
+        "code": code,
+        "kind": LotKind.scrap.value,
+        "metal": item.metal.value,
+        "category": item.category,
+        "net_g": item.net_g,
+        "post_consumer_g": composition.post_consumer_g,
+        "pre_consumer_g": composition.pre_consumer_g,
+        "primary_g": composition.primary_g,
+        "consumer_class": item.consumer_class.value,
+        "channel": item.channel,
+        "origin": item.origin.value,
+        "import_country": item.import_country,
+        "customs_declaration_no": item.customs_declaration_no,
+        "conformity_standard": item.conformity_standard,
+        "collected_at": item.collected_at,
+        "registered_facility_id": facility.id,
+        "holder_facility_id": facility.id,
+        "holder_enterprise_id": enterprise.id,
+        "status": LotStatus.active.value,
+        "version": 1,
+        "enterprise_ids": [enterprise.id],
+        "region_prefixes": region_prefixes(facility.region_code),
+        "facility_ids": [facility.id],
+        "seller_kind": None,
+        "seller_name_masked": None,
+        "seller_id_masked": None,
+        "seller_sealed": None,
+        "registered_at": now,
+        "updated_at": now,
+        **_seller_columns(lot_id, item.seller, vault),
+    }
+
+
+REGISTERED_FIELDS = (
+    "code", "metal", "category", "net_g", "post_consumer_g", "pre_consumer_g", "primary_g",
+    "channel", "origin", "import_country", "customs_declaration_no", "conformity_standard",
+    "collected_at", "seller_kind",
+)  # fmt: skip
+
+
+def registered_payload(row: dict[str, Any]) -> dict[str, Any]:
     """What the event log keeps of a registration: never the seller's personal data."""
     return {
-        "code": lot.code,
-        "metal": lot.metal,
-        "category": lot.category,
-        "net_g": lot.net_g,
-        "composition": {
-            "post_consumer_g": lot.post_consumer_g,
-            "pre_consumer_g": lot.pre_consumer_g,
-            "primary_g": lot.primary_g,
-        },
-        "channel": lot.channel,
-        "origin": lot.origin,
-        "import_country": lot.import_country,
-        "customs_declaration_no": lot.customs_declaration_no,
-        "conformity_standard": lot.conformity_standard,
-        "collected_at": lot.collected_at,
-        "facility_id": lot.holder_facility_id,
-        "seller_kind": lot.seller_kind,
+        **{name: row[name] for name in REGISTERED_FIELDS},
+        "facility_id": row["holder_facility_id"],
     }
 
 

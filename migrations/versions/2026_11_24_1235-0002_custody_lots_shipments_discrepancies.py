@@ -20,7 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Serial numbers behind the printable lot codes.
-    op.execute("CREATE SEQUENCE lot_code_seq")
+    # Serial numbers behind the printable lot codes; each nextval reserves a block of 100 for the
+    # calling process (domain/lots/service.py, CODE_BLOCK).
+    op.execute("CREATE SEQUENCE lot_code_seq START WITH 100 INCREMENT BY 100")
     op.create_table('lot',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),

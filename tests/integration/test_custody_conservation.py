@@ -101,24 +101,20 @@ async def _apply(
     if kind == "register":
         _, where, grams, post = op
         place = places[where]
-        (lot,) = await lots.register_lots(
+        lot = await lots.register_lot(
             session,
             place.actor,
             VAULT,
-            [
-                lots.Registration(
-                    facility_id=place.facility_id,
-                    metal=Metal.aluminium,
-                    category="GB13586-CAST",
-                    net_g=grams,
-                    consumer_class=ConsumerClass.post_consumer
-                    if post
-                    else ConsumerClass.pre_consumer,
-                    channel="offline",
-                    collected_at=datetime.now(UTC) - timedelta(hours=1),
-                    seller=lots.Seller(kind="organisation", name="S"),
-                )
-            ],
+            lots.Registration(
+                facility_id=place.facility_id,
+                metal=Metal.aluminium,
+                category="GB13586-CAST",
+                net_g=grams,
+                consumer_class=ConsumerClass.post_consumer if post else ConsumerClass.pre_consumer,
+                channel="offline",
+                collected_at=datetime.now(UTC) - timedelta(hours=1),
+                seller=lots.Seller(kind="organisation", name="S"),
+            ),
         )
         registered.append(lot.net_g)
     elif kind == "split":
