@@ -7,7 +7,7 @@ import binascii
 import json
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
@@ -22,8 +22,11 @@ from domain.identity import service as identity
 from domain.identity.rules import API_KEY_PREFIX, secret_hash
 from integrations.logging import request_id_var
 
+# Dependencies are `async def` even when they do not await: FastAPI runs plain functions in a
+# thread pool, a costly hop on every request.
 
-def session_of(request: Request) -> AsyncSession:
+
+async def session_of(request: Request) -> AsyncSession:
     session: AsyncSession = request.state.session
     return session
 
@@ -93,7 +96,7 @@ async def current_actor(
     return replace(principal.actor, request_id=request_id_var.get())
 
 
-def forget_principals(request: Request) -> None:
+async def forget_principals(request: Request) -> None:
     """Dependency of routes that revoke or suspend: the principal cache is cleared after commit."""
     request.state.forget_principals = True
 
@@ -149,19 +152,22 @@ def _decode_cursor(cursor: str | None) -> uuid.UUID | None:
         ) from error
 
 
+@dataclass(frozen=True, slots=True)
 class Paging:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=200, description="next_cursor of the previous page")
-        ] = None,
-    ):
-        self.limit = limit
-        self.after = _decode_cursor(cursor)
+    limit: int
+    after: uuid.UUID | None
 
 
-PageParams = Annotated[Paging, Depends()]
+async def paging(
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+) -> Paging:
+    return Paging(limit, _decode_cursor(cursor))
+
+
+PageParams = Annotated[Paging, Depends(paging)]
 
 
 class PreconditionRequired(DomainError):
@@ -170,7 +176,7 @@ class PreconditionRequired(DomainError):
     title = "If-Match required"
 
 
-def expected_version(
+async def expected_version(
     if_match: Annotated[
         str | None,
         Header(

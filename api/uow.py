@@ -75,7 +75,7 @@ def _without_secrets(request: Request, body: bytes) -> bytes:
 def keeps_secrets(*fields: str) -> Any:
     """Dependency for routes whose response carries a one-time secret."""
 
-    def mark(request: Request) -> None:
+    async def mark(request: Request) -> None:
         request.state.secret_fields = fields
 
     return Depends(mark)

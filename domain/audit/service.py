@@ -69,11 +69,16 @@ async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Cha
         await session.execute(insert(Event), event_rows(actor, changes))
 
 
+def payload_json(payload: dict[str, Any]) -> str:
+    """A payload as the text a jsonb column takes on the driver's own paths (COPY, raw SQL)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 async def copy_events(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:
     """Append many events through COPY (bulk registration)."""
     rows = event_rows(actor, changes)
     for row in rows:
-        row["payload"] = json.dumps(row["payload"], ensure_ascii=False, separators=(",", ":"))
+        row["payload"] = payload_json(row["payload"])
     await copy_rows(
         session, "event", EVENT_COLUMNS, [tuple(r[c] for c in EVENT_COLUMNS) for r in rows]
     )

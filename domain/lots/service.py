@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, bindparam, false, insert, select, text, true
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, Select, false, insert, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,7 +18,7 @@ from domain.actor import Actor, Role
 from domain.audit import service as audit
 from domain.audit.models import Event
 from domain.base import metadata, utcnow
-from domain.bulk import copy_rows
+from domain.bulk import copy_rows, driver
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.ids import new_id
 from domain.lots.models import Lot
@@ -40,7 +39,7 @@ from domain.lots.rules import (
 )
 from domain.pagination import Page, keyset_page
 from domain.reference.models import ScrapCategory
-from domain.registry.models import Enterprise, Facility
+from domain.registry.models import Facility
 from domain.registry.rules import EnterpriseRole, FacilityKind, Status, uscc_violation
 from domain.registry.service import EnterpriseSuspended
 
@@ -181,32 +180,38 @@ async def lot_history(session: AsyncSession, actor: Actor, lot_id: uuid.UUID) ->
 # --- registration -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class CollectionPoint:
+    facility_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    region_code: str
+
+
+_COLLECTION_POINT = """
+SELECT f.enterprise_id, f.region_code, f.status, f.kind, e.status AS enterprise_status, e.roles
+FROM facility f JOIN enterprise e ON e.id = f.enterprise_id WHERE f.id = $1
+"""
+
+
 async def _collection_point(
     session: AsyncSession, actor: Actor, facility_id: uuid.UUID
-) -> tuple[Facility, Enterprise]:
+) -> CollectionPoint:
     """The caller's own active collection point, in a recycling enterprise."""
-    row = (
-        await session.execute(
-            select(Facility, Enterprise)
-            .join(Enterprise, col(Enterprise.id) == col(Facility.enterprise_id))
-            .where(col(Facility.id) == facility_id)
-        )
-    ).first()
-    if row is None or (not actor.is_platform_admin and row[0].enterprise_id != actor.enterprise_id):
+    row = await (await driver(session)).fetchrow(_COLLECTION_POINT, facility_id)
+    if row is None or (not actor.is_platform_admin and row["enterprise_id"] != actor.enterprise_id):
         raise NotFound(f"facility {facility_id} not found")
-    facility, enterprise = row
     require_operator(actor)
-    if enterprise.status != Status.active:
-        raise EnterpriseSuspended(f"enterprise {enterprise.id} is suspended")
-    if facility.status != Status.active:
-        raise FacilitySuspended(f"facility {facility.id} is suspended")
-    if facility.kind != FacilityKind.collection_point:
+    if row["enterprise_status"] != Status.active:
+        raise EnterpriseSuspended(f"enterprise {row['enterprise_id']} is suspended")
+    if row["status"] != Status.active:
+        raise FacilitySuspended(f"facility {facility_id} is suspended")
+    if row["kind"] != FacilityKind.collection_point:
         raise WrongFacility(
-            f"lots are registered at collection points; facility {facility.id} is a {facility.kind}"
+            f"lots are registered at collection points; facility {facility_id} is a {row['kind']}"
         )
-    if EnterpriseRole.recycler not in enterprise.roles:
+    if EnterpriseRole.recycler not in row["roles"]:
         raise Forbidden("only enterprises with the recycler role register lots from sellers")
-    return facility, enterprise
+    return CollectionPoint(facility_id, row["enterprise_id"], row["region_code"])
 
 
 def require_operator(actor: Actor) -> None:
@@ -365,7 +370,7 @@ async def _register(
     for a batch) before anything is written. A few lots and their events go in as one statement,
     many through COPY."""
     readable = [item for item in items if item is not None]
-    places: dict[uuid.UUID, tuple[Facility, Enterprise]] = {}
+    places: dict[uuid.UUID, CollectionPoint] = {}
     for facility_id in dict.fromkeys(item.facility_id for item in readable):
         places[facility_id] = await _collection_point(session, actor, facility_id)
     categories = await _categories(session)
@@ -381,7 +386,7 @@ async def _register(
 
     codes = await next_codes(session, [item.metal for item in items])
     rows = [
-        _lot_row(item, code, *places[item.facility_id], vault, now)
+        _lot_row(item, code, places[item.facility_id], vault, now)
         for item, code in zip(items, codes, strict=True)
     ]
     changes = [
@@ -391,7 +396,7 @@ async def _register(
             subject_id=row["id"],
             enterprise_ids=[row["holder_enterprise_id"]],
             facility_ids=[row["holder_facility_id"]],
-            region_codes=[places[row["holder_facility_id"]][0].region_code],
+            region_codes=[places[row["holder_facility_id"]].region_code],
             lot_ids=[row["id"]],
             payload=registered_payload(row),
         )
@@ -399,11 +404,12 @@ async def _register(
     ]
     if len(rows) == 1:
         (event,) = audit.event_rows(actor, changes)
-        parameters = {
-            **{f"lot_{k}": v for k, v in rows[0].items()},
-            **{f"event_{k}": v for k, v in event.items()},
-        }
-        await session.execute(_ONE_LOT_WITH_ITS_EVENT, parameters)
+        event["payload"] = audit.payload_json(event["payload"])
+        await (await driver(session)).execute(
+            _ONE_LOT_WITH_ITS_EVENT,
+            *(rows[0][c] for c in LOT_COLUMNS),
+            *(event[c] for c in audit.EVENT_COLUMNS),
+        )
     elif len(rows) < COPY_FROM:
         await session.execute(insert(LOT_TABLE), rows)
         await audit.record_many(session, actor, changes)
@@ -416,20 +422,20 @@ async def _register(
 
 LOT_TABLE = metadata.tables["lot"]
 
-# One round trip, and one statement prepared once: the lot and its event.
-_ONE_LOT_WITH_ITS_EVENT = text(
-    f"WITH registered AS (INSERT INTO lot ({', '.join(LOT_COLUMNS)})"  # noqa: S608 - column names are constants
-    f" VALUES ({', '.join(f':lot_{c}' for c in LOT_COLUMNS)}))"
-    f" INSERT INTO event ({', '.join(audit.EVENT_COLUMNS)})"
-    f" VALUES ({', '.join(f':event_{c}' for c in audit.EVENT_COLUMNS)})"
-).bindparams(bindparam("event_payload", type_=JSONB))
+# One round trip for the lot and its event, as one statement prepared once per connection.
+_ONE_LOT_WITH_ITS_EVENT = (
+    f"WITH registered AS (INSERT INTO lot ({', '.join(LOT_COLUMNS)})"  # noqa: S608 - constants
+    f" VALUES ({', '.join(f'${i + 1}' for i in range(len(LOT_COLUMNS)))}))"
+    f" INSERT INTO event ({', '.join(audit.EVENT_COLUMNS)}) VALUES ("
+    + ", ".join(f"${len(LOT_COLUMNS) + i + 1}" for i in range(len(audit.EVENT_COLUMNS)))
+    + ")"
+)
 
 
 def _lot_row(
     item: Registration,
     code: str,
-    facility: Facility,
-    enterprise: Enterprise,
+    place: CollectionPoint,
     vault: SellerVault,
     now: datetime,
 ) -> dict[str, Any]:
@@ -452,14 +458,14 @@ def _lot_row(
         "customs_declaration_no": item.customs_declaration_no,
         "conformity_standard": item.conformity_standard,
         "collected_at": item.collected_at,
-        "registered_facility_id": facility.id,
-        "holder_facility_id": facility.id,
-        "holder_enterprise_id": enterprise.id,
+        "registered_facility_id": place.facility_id,
+        "holder_facility_id": place.facility_id,
+        "holder_enterprise_id": place.enterprise_id,
         "status": LotStatus.active.value,
         "version": 1,
-        "enterprise_ids": [enterprise.id],
-        "region_prefixes": region_prefixes(facility.region_code),
-        "facility_ids": [facility.id],
+        "enterprise_ids": [place.enterprise_id],
+        "region_prefixes": region_prefixes(place.region_code),
+        "facility_ids": [place.facility_id],
         "seller_kind": None,
         "seller_name_masked": None,
         "seller_id_masked": None,
@@ -589,6 +595,18 @@ def child_of(
 # --- seller identity --------------------------------------------------------------------------
 
 
+_FIRST_ANCESTOR = text(
+    """
+    WITH RECURSIVE line AS (
+        SELECT id, parent_lot_id FROM lot WHERE id = :lot_id
+        UNION ALL
+        SELECT lot.id, lot.parent_lot_id FROM lot JOIN line ON lot.id = line.parent_lot_id
+    )
+    SELECT id FROM line WHERE parent_lot_id IS NULL
+    """
+)
+
+
 async def reveal_seller(
     session: AsyncSession, actor: Actor, vault: SellerVault, lot_id: uuid.UUID, reason: str
 ) -> dict[str, str]:
@@ -599,7 +617,9 @@ async def reveal_seller(
     lot = await get_lot(session, actor, lot_id)
     if lot.seller_sealed is None:
         raise NotFound(f"lot {lot.code} has no individual seller on record")
-    seller: dict[str, str] = json.loads(vault.open(lot.seller_sealed, lot.id.bytes))
+    # Sealed with the id of the lot it was registered on; split and refused parts inherit it.
+    registered_on = await session.scalar(_FIRST_ANCESTOR, {"lot_id": lot.id})
+    seller: dict[str, str] = json.loads(vault.open(lot.seller_sealed, registered_on.bytes))
     await audit.record(
         session,
         actor,
