@@ -158,8 +158,9 @@ async def _apply(
             await session.execute(
                 text(
                     "SELECT id, from_facility_id, to_facility_id FROM shipment"
-                    " WHERE status = 'dispatched' ORDER BY id"
-                )
+                    " WHERE status = 'dispatched' AND from_facility_id = ANY(:f) ORDER BY id"
+                ),
+                {"f": [p.facility_id for p in places]},
             )
         ).all()
         if not pending:
@@ -190,25 +191,33 @@ async def _apply(
         await shipments.receive(session, actor, shipment_id, shipments.Receipt(lines), TOLERANCES)
 
 
-async def _check_invariants(session: AsyncSession, registered: list[int]) -> None:
+async def _check_invariants(
+    session: AsyncSession, places: list[Place], registered: list[int]
+) -> None:
+    """Over this scenario's lots only: other tests may have committed lots of their own."""
+    mine = {"f": [p.facility_id for p in places]}
     bad = await session.scalar(
         text(
-            "SELECT count(*) FROM lot"
-            " WHERE post_consumer_g + pre_consumer_g + primary_g <> net_g OR net_g <= 0"
-        )
+            "SELECT count(*) FROM lot WHERE registered_facility_id = ANY(:f)"
+            " AND (post_consumer_g + pre_consumer_g + primary_g <> net_g OR net_g <= 0)"
+        ),
+        mine,
     )
     assert bad == 0
     held = await session.scalar(
         text(
-            "SELECT coalesce(sum(net_g), 0) FROM lot"
-            " WHERE status IN ('active', 'in_transit', 'refused')"
-        )
+            "SELECT coalesce(sum(net_g), 0) FROM lot WHERE registered_facility_id = ANY(:f)"
+            " AND status IN ('active', 'in_transit', 'refused')"
+        ),
+        mine,
     )
     differences = await session.scalar(
         text(
-            "SELECT coalesce(sum(difference_g), 0) FROM shipment_item"
-            " WHERE difference_g IS NOT NULL"
-        )
+            "SELECT coalesce(sum(i.difference_g), 0) FROM shipment_item i"
+            " JOIN shipment s ON s.id = i.shipment_id"
+            " WHERE s.from_facility_id = ANY(:f) AND i.difference_g IS NOT NULL"
+        ),
+        mine,
     )
     assert sum(registered) == held + differences, (sum(registered), held, differences)
 
@@ -230,7 +239,7 @@ async def _scenario(url: str, ops: list[tuple]) -> None:  # type: ignore[type-ar
                             await _apply(session, places, op, registered)
                     except DomainError:
                         pass  # a refused step changes nothing; the invariants must still hold
-                    await _check_invariants(session, registered)
+                    await _check_invariants(session, places, registered)
             await transaction.rollback()
     finally:
         await engine.dispose()
