@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -76,6 +77,15 @@ def _announce_key(secret: str, why: str) -> None:
     )
 
 
+def _tune_garbage_collector() -> None:
+    """Everything loaded so far lives as long as the process: move it out of the collector's
+    sight, and collect the young generation less often. Full collections over the whole heap
+    otherwise land in the middle of requests and stretch the latency tail."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+
+
 def _exit_on_sigterm() -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that kills
     the process before the embedded PostgreSQL is stopped. Exiting through SystemExit instead runs
@@ -107,8 +117,10 @@ def serve(
         if secret:
             _announce_key(secret, "First start: the platform admin API key is")
         _exit_on_sigterm()
+        app = create_app(settings, url)
+        _tune_garbage_collector()
         uvicorn.run(
-            create_app(settings, url),
+            app,
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
