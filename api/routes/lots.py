@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import ANY_PRINCIPAL, CurrentActor, PageParams, Session, encode_cursor, etag, require
-from api.problems import pointer, responses
+from api.problems import json_response, pointer, responses
 from api.routes import resource_router
 from api.schemas.common import Page
 from api.schemas.lots import (
@@ -77,12 +77,11 @@ def _vault(request: Request) -> SellerVault:
     summary="Register a purchased lot at a collection point of the caller's enterprise",
 )
 async def register_lot(
-    body: LotCreate, request: Request, session: Session, actor: CurrentActor, response: Response
-) -> LotOut:
+    body: LotCreate, request: Request, session: Session, actor: CurrentActor
+) -> Response:
     lot = await lots.register_lot(session, actor, _vault(request), _registration(body))
-    response.headers["Location"] = f"/api/v1/lots/{lot.id}"
-    response.headers["ETag"] = etag(lot.version)
-    return LotOut.of(lot)
+    headers = {"Location": f"/api/v1/lots/{lot.id}", "ETag": etag(lot.version)}
+    return json_response(LotOut.of(lot), 201, headers)
 
 
 def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[str, Any]]]:
@@ -128,15 +127,16 @@ def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[s
         }
     },
 )
-async def register_batch(request: Request, session: Session, actor: CurrentActor) -> LotBatchOut:
+async def register_batch(request: Request, session: Session, actor: CurrentActor) -> Response:
     # The body is read here rather than declared: pydantic-core parses the JSON bytes directly
     # (a 5,000-lot body is 1.7 MB), and a bad batch still names every bad item.
     registrations, problems = _read_batch(await request.body())
     registered = await lots.register_batch(session, actor, _vault(request), registrations, problems)
-    return LotBatchOut(
+    answer = LotBatchOut(
         count=len(registered),
         lots=[LotRef(id=lot.id, code=lot.code, net_kg=g_to_kg(lot.net_g)) for lot in registered],
     )
+    return json_response(answer, 201)
 
 
 @router.get(
