@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,15 +77,6 @@ def _announce_key(secret: str, why: str) -> None:
     )
 
 
-def _tune_garbage_collector() -> None:
-    """Everything loaded so far lives as long as the process: move it out of the collector's
-    sight, and collect the young generation less often. Full collections over the whole heap
-    otherwise land in the middle of requests and stretch the latency tail."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 50)
-
-
 def _exit_on_sigterm() -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that kills
     the process before the embedded PostgreSQL is stopped. Exiting through SystemExit instead runs
@@ -106,6 +97,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.asgi import tune_garbage_collector
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -117,16 +109,20 @@ def serve(
         if secret:
             _announce_key(secret, "First start: the platform admin API key is")
         _exit_on_sigterm()
-        app = create_app(settings, url)
-        _tune_garbage_collector()
-        uvicorn.run(
-            app,
-            host=host or settings.host,
-            port=port or settings.port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-        )
+        options: dict[str, Any] = {
+            "host": host or settings.host,
+            "port": port or settings.port,
+            "log_config": None,
+            "access_log": False,
+            "proxy_headers": True,
+        }
+        if settings.workers > 1:
+            os.environ["DATABASE_URL"] = url  # the workers' settings read it
+            uvicorn.run("api.asgi:create", factory=True, workers=settings.workers, **options)
+        else:
+            app = create_app(settings, url)
+            tune_garbage_collector()
+            uvicorn.run(app, **options)
 
 
 @app.command()

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes; each has its own connection pool (db_pool_size connections).
+    workers: int = 1
     # A fixed pool: connections opened beyond it ("overflow") are closed when returned, and under
     # load that churn (connect, codec set-up, cold statement cache) shows in the latency tail.
     db_pool_size: int = 20

@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes, for both servers alike"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         ports = {"ours": _free_port(), "floor": _free_port()}
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPFLOW_")}
         env.update(
+            SCRAPFLOW_WORKERS=str(args.workers),
             DATABASE_URL=url,
             SCRAPFLOW_PORT=str(ports["ours"]),
             SCRAPFLOW_DATA_DIR=str(workdir / "app"),
@@ -220,6 +224,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     "--log-level",
                     "warning",
                     "--no-access-log",
+                    "--workers",
+                    str(args.workers),
                 ],
                 env={**env, "BENCH_DSN": dsn},
                 cwd=ROOT,
@@ -246,7 +252,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
-        f"\nregistration benchmark: {args.requests} requests at {args.concurrency} connections, "
+        f"\nregistration benchmark: {args.workers} worker(s) per server, "
+        f"{args.requests} requests at {args.concurrency} connections, "
         f"{args.batches} batches of {args.batch_size}; {os.cpu_count()} cores"
     )
     columns = [
