@@ -104,18 +104,11 @@ def create_app(
     )
     problems.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # The custody routes carry the traffic: matched first (FastAPI tries routes in order).
     routers = (
-        health,
-        auth,
-        enterprises,
-        facilities,
-        authorities,
-        principals,
-        reference,
-        lots,
-        shipments,
-        discrepancies,
-    )
+        lots, shipments, discrepancies, health, auth, enterprises, facilities, authorities,
+        principals, reference,
+    )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     if settings.cors_origins:

@@ -22,6 +22,7 @@ from api.schemas.lots import (
     LotCreate,
     LotOut,
     LotRef,
+    OrganisationSeller,
     SellerFull,
     SellerViewIn,
     SplitIn,
@@ -40,8 +41,9 @@ WRITE = responses(401, 403, 404, 409, 422)
 
 
 def _registration(body: LotCreate) -> lots.Registration:
-    origin = body.origin
-    seller = body.seller
+    origin, seller = body.origin, body.seller
+    imported = origin if isinstance(origin, ImportOrigin) else None
+    individual = seller if isinstance(seller, IndividualSeller) else None
     return lots.Registration(
         facility_id=body.facility_id,
         metal=body.metal,
@@ -50,15 +52,15 @@ def _registration(body: LotCreate) -> lots.Registration:
         consumer_class=body.consumer_class,
         channel=body.channel.value,
         collected_at=body.collected_at,
-        origin=Origin.import_ if isinstance(origin, ImportOrigin) else Origin.domestic,
-        import_country=getattr(origin, "country", None),
-        customs_declaration_no=getattr(origin, "customs_declaration_no", None),
-        conformity_standard=getattr(origin, "conformity_standard", None),
+        origin=Origin.import_ if imported else Origin.domestic,
+        import_country=imported.country if imported else None,
+        customs_declaration_no=imported.customs_declaration_no if imported else None,
+        conformity_standard=imported.conformity_standard if imported else None,
         seller=lots.Seller(
             kind=seller.kind,
             name=seller.name,
-            id_number=seller.id_number if isinstance(seller, IndividualSeller) else None,
-            uscc=None if isinstance(seller, IndividualSeller) else seller.uscc,
+            id_number=individual.id_number if individual else None,
+            uscc=seller.uscc if isinstance(seller, OrganisationSeller) else None,
         ),
     )
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,7 +71,7 @@ async def record_many(session: AsyncSession, actor: Actor, changes: Sequence[Cha
 
 def payload_json(payload: dict[str, Any]) -> str:
     """A payload as the text a jsonb column takes on the driver's own paths (COPY, raw SQL)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(payload).decode()
 
 
 async def copy_events(session: AsyncSession, actor: Actor, changes: Sequence[Change]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import ColumnElement, Select, false, insert, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -269,12 +270,12 @@ def _seller_columns(lot_id: uuid.UUID, seller: Seller | None, vault: SellerVault
             "seller_id_masked": seller.uscc,
         }
     assert seller.id_number is not None
-    secret = json.dumps({"name": seller.name, "id_number": seller.id_number}, ensure_ascii=False)
+    secret = orjson.dumps({"name": seller.name, "id_number": seller.id_number})
     return {
         "seller_kind": "individual",
         "seller_name_masked": mask_name(seller.name),
         "seller_id_masked": mask_id_number(seller.id_number),
-        "seller_sealed": vault.seal(secret.encode(), lot_id.bytes),
+        "seller_sealed": vault.seal(secret, lot_id.bytes),
     }
 
 

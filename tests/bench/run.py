@@ -155,9 +155,15 @@ async def _measure(
     )
     await loadgen.run(host, ports["ours"], lambda _: batch_request, total=1, concurrency=1)
     batch = await loadgen.run(
-        host, ports["ours"], lambda _: batch_request, total=args.batches, concurrency=1
+        host,
+        ports["ours"],
+        lambda _: batch_request,
+        total=args.batches,
+        concurrency=args.workers,  # one batch in flight per server process
     )
-    batch_row = _row(f"POST /api/v1/lots/batch ({args.batch_size} lots)", batch)
+    batch_row = _row(
+        f"POST /api/v1/lots/batch ({args.batch_size} lots, {args.workers} at a time)", batch
+    )
     batch_row["lots_per_s"] = round(args.batch_size * batch.throughput)
     return [
         _row("floor: Starlette + asyncpg, same inserts", floor),
