@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint check clean
+.PHONY: install run test lint check bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,6 +35,10 @@ lint: install
 	$(VENV)/bin/mypy
 
 check: lint test
+
+## bench: the registration benchmark against its floor (README, "Performance")
+bench: install
+	$(VENV)/bin/python -m tests.bench.run --workers 2 --batches 12
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

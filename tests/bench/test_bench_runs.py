@@ -1,0 +1,21 @@
+"""A CI-sized run of the registration benchmark, so that it never rots. No thresholds: the
+figures only mean something at full size on a quiet machine (`make bench`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bench import run
+
+
+@pytest.mark.e2e
+def test_the_benchmark_runs_end_to_end() -> None:
+    rows = run.main(
+        ["--requests", "60", "--warmup", "10", "--concurrency", "8", "--batches", "2",
+         "--batch-size", "100"]
+    )  # fmt: skip
+    floor, ours, batch = rows
+    assert floor["requests"] == ours["requests"] == 60
+    assert floor["non_2xx"] == ours["non_2xx"] == batch["non_2xx"] == 0
+    assert ours["ratio_to_floor"] > 0
+    assert batch["lots_per_s"] > 0
