@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, DateTime, ForeignKey, Uuid, text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Uuid
 from sqlmodel import Field, SQLModel
 
+from domain.base import timestamp
 from domain.ids import new_id
 
 # A principal belongs to exactly one enterprise or one authority, or to neither (platform admin).
@@ -16,14 +17,6 @@ _ADMIN_HAS_NO_OWNER = CheckConstraint(
     "(role = 'platform_admin') = (enterprise_id IS NULL AND authority_id IS NULL)",
     name="owner_matches_role",
 )
-
-
-def _timestamp(nullable: bool = True, default: bool = False) -> Column[datetime]:
-    return Column(
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=text("now()") if default else None,
-    )
 
 
 def _owner(table: str) -> Column[uuid.UUID]:
@@ -42,7 +35,7 @@ class User(SQLModel, table=True):
     enterprise_id: uuid.UUID | None = Field(default=None, sa_column=_owner("enterprise"))
     authority_id: uuid.UUID | None = Field(default=None, sa_column=_owner("authority"))
     status: str = Field(default="active", max_length=16)
-    created_at: datetime | None = Field(default=None, sa_column=_timestamp(False, True))
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
 
 
 class ApiKey(SQLModel, table=True):
@@ -58,9 +51,9 @@ class ApiKey(SQLModel, table=True):
     enterprise_id: uuid.UUID | None = Field(default=None, sa_column=_owner("enterprise"))
     authority_id: uuid.UUID | None = Field(default=None, sa_column=_owner("authority"))
     created_by: uuid.UUID | None = None
-    expires_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    created_at: datetime | None = Field(default=None, sa_column=_timestamp(False, True))
+    expires_at: datetime | None = Field(default=None, sa_column=timestamp())
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp())
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
 
 
 class RefreshToken(SQLModel, table=True):
@@ -75,7 +68,7 @@ class RefreshToken(SQLModel, table=True):
         sa_column=Column(Uuid(), ForeignKey("app_user.id"), nullable=False, index=True)
     )
     token_hash: str = Field(max_length=64, unique=True)
-    expires_at: datetime = Field(sa_column=_timestamp(False))
-    rotated_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    created_at: datetime | None = Field(default=None, sa_column=_timestamp(False, True))
+    expires_at: datetime = Field(sa_column=timestamp(nullable=False))
+    rotated_at: datetime | None = Field(default=None, sa_column=timestamp())
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp())
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))

@@ -9,7 +9,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     LargeBinary,
@@ -20,19 +19,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
+from domain.base import timestamp
 from domain.ids import new_id
 
 
 def _grams() -> Column[int]:
     return Column(BigInteger, nullable=False)
-
-
-def _timestamp(default: bool = False) -> Column[datetime]:
-    return Column(
-        DateTime(timezone=True),
-        nullable=not default,
-        server_default=text("now()") if default else None,
-    )
 
 
 class Lot(SQLModel, table=True):
@@ -68,7 +60,7 @@ class Lot(SQLModel, table=True):
     import_country: str | None = Field(default=None, max_length=2)
     customs_declaration_no: str | None = Field(default=None, max_length=32)
     conformity_standard: str | None = Field(default=None, max_length=16)
-    collected_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    collected_at: datetime | None = Field(default=None, sa_column=timestamp())
     # The seller: personal data of individuals is sealed (AES-GCM); only masks are in clear.
     seller_kind: str | None = Field(default=None, max_length=16)
     seller_name_masked: str | None = Field(default=None, max_length=200)
@@ -93,5 +85,5 @@ class Lot(SQLModel, table=True):
     enterprise_ids: list[uuid.UUID] = Field(sa_column=Column(ARRAY(Uuid()), nullable=False))
     region_prefixes: list[str] = Field(sa_column=Column(ARRAY(String(6)), nullable=False))
     facility_ids: list[uuid.UUID] = Field(sa_column=Column(ARRAY(Uuid()), nullable=False))
-    registered_at: datetime | None = Field(default=None, sa_column=_timestamp(default=True))
-    updated_at: datetime | None = Field(default=None, sa_column=_timestamp(default=True))
+    registered_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+    updated_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, ForeignKey, String, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, String, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
+from domain.base import timestamp
 from domain.ids import new_id
-
-
-def _created_at() -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
 class Enterprise(SQLModel, table=True):
@@ -26,8 +23,8 @@ class Enterprise(SQLModel, table=True):
     region_code: str = Field(max_length=6, index=True)
     status: str = Field(default="active", max_length=16)
     version: int = 1
-    created_at: datetime | None = Field(default=None, sa_column=_created_at())
-    updated_at: datetime | None = Field(default=None, sa_column=_created_at())
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+    updated_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
 
 
 class Facility(SQLModel, table=True):
@@ -53,8 +50,8 @@ class Facility(SQLModel, table=True):
     permit_no: str | None = Field(default=None, max_length=64)
     status: str = Field(default="active", max_length=16)
     version: int = 1
-    created_at: datetime | None = Field(default=None, sa_column=_created_at())
-    updated_at: datetime | None = Field(default=None, sa_column=_created_at())
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+    updated_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
 
 
 class Authority(SQLModel, table=True):
@@ -63,4 +60,4 @@ class Authority(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     name: str = Field(max_length=200)
     jurisdiction: str = Field(max_length=6, index=True)
-    created_at: datetime | None = Field(default=None, sa_column=_created_at())
+    created_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))

@@ -10,24 +10,15 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Numeric,
     Uuid,
-    text,
 )
 from sqlmodel import Field, SQLModel
 
+from domain.base import timestamp
 from domain.ids import new_id
-
-
-def _timestamp(default: bool = False) -> Column[datetime]:
-    return Column(
-        DateTime(timezone=True),
-        nullable=not default,
-        server_default=text("now()") if default else None,
-    )
 
 
 def _facility() -> Column[uuid.UUID]:
@@ -60,10 +51,10 @@ class Shipment(SQLModel, table=True):
     emission_standard: str | None = Field(default=None, max_length=16)
     distance_km: Decimal | None = Field(default=None, sa_column=Column(Numeric(9, 1)))
     dispatched_g: int = Field(sa_column=Column(BigInteger, nullable=False))
-    dispatched_at: datetime | None = Field(default=None, sa_column=_timestamp(default=True))
-    received_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    dispatched_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+    received_at: datetime | None = Field(default=None, sa_column=timestamp())
     weighbridge_ticket_no: str | None = Field(default=None, max_length=64)
-    cancelled_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    cancelled_at: datetime | None = Field(default=None, sa_column=timestamp())
     cancel_reason: str | None = Field(default=None, max_length=500)
     version: int = 1
 
@@ -121,7 +112,7 @@ class Discrepancy(SQLModel, table=True):
     status: str = Field(default="open", max_length=16)
     sender_note: str | None = Field(default=None, max_length=1000)
     resolution: str | None = Field(default=None, max_length=1000)
-    opened_at: datetime | None = Field(default=None, sa_column=_timestamp(default=True))
-    answered_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    resolved_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    opened_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp())
+    resolved_at: datetime | None = Field(default=None, sa_column=timestamp())
     version: int = 1

@@ -96,30 +96,38 @@ def _regions_visible(actor: Actor, *columns: Any) -> ColumnElement[bool]:
     return or_(*(c.startswith(actor.jurisdiction, autoescape=True) for c in columns))
 
 
-def shipment_visible_to(actor: Actor) -> ColumnElement[bool]:
+def _between_visible_to(
+    actor: Actor, sender: Any, receiver: Any, from_region: Any, to_region: Any
+) -> ColumnElement[bool]:
+    """Something between two parties: both enterprises see it, and authorities governing
+    either end."""
     if actor.is_platform_admin:
         return true()
     if actor.enterprise_id is not None:
-        return or_(
-            col(Shipment.sender_enterprise_id) == actor.enterprise_id,
-            col(Shipment.receiver_enterprise_id) == actor.enterprise_id,
-        )
+        return or_(sender == actor.enterprise_id, receiver == actor.enterprise_id)
     if actor.jurisdiction is not None:
-        return _regions_visible(actor, col(Shipment.from_region), col(Shipment.to_region))
+        return _regions_visible(actor, from_region, to_region)
     return false()
+
+
+def shipment_visible_to(actor: Actor) -> ColumnElement[bool]:
+    return _between_visible_to(
+        actor,
+        col(Shipment.sender_enterprise_id),
+        col(Shipment.receiver_enterprise_id),
+        col(Shipment.from_region),
+        col(Shipment.to_region),
+    )
 
 
 def discrepancy_visible_to(actor: Actor) -> ColumnElement[bool]:
-    if actor.is_platform_admin:
-        return true()
-    if actor.enterprise_id is not None:
-        return or_(
-            col(Discrepancy.sender_enterprise_id) == actor.enterprise_id,
-            col(Discrepancy.receiver_enterprise_id) == actor.enterprise_id,
-        )
-    if actor.jurisdiction is not None:
-        return _regions_visible(actor, col(Discrepancy.from_region), col(Discrepancy.to_region))
-    return false()
+    return _between_visible_to(
+        actor,
+        col(Discrepancy.sender_enterprise_id),
+        col(Discrepancy.receiver_enterprise_id),
+        col(Discrepancy.from_region),
+        col(Discrepancy.to_region),
+    )
 
 
 async def get_shipment(
