@@ -38,6 +38,7 @@ from domain.lots.rules import (
     resident_id_violation,
     split_composition,
 )
+from domain.mass import g_to_kg
 from domain.pagination import Page, keyset_page
 from domain.reference.models import ScrapCategory
 from domain.registry.models import Facility
@@ -515,7 +516,8 @@ async def split_lot(
     if sum(parts_g) != lot.net_g:
         problems.add(
             "/parts_kg",
-            f"parts sum to {sum(parts_g)} g but the lot has {lot.net_g} g; they must match exactly",
+            f"parts sum to {g_to_kg(sum(parts_g))} kg but the lot has {g_to_kg(lot.net_g)} kg;"
+            " they must match exactly",
         )
     problems.raise_if_any()
 
@@ -628,6 +630,10 @@ async def reveal_seller(
         subject_type="lot",
         subject_id=lot.id,
         lot_ids=[lot.id],
+        # Where the lot has been, so that the regions' own audit queries find who looked.
+        enterprise_ids=lot.enterprise_ids,
+        facility_ids=lot.facility_ids,
+        region_codes=[p for p in lot.region_prefixes if len(p) == 6],
         payload={"reason": reason, "code": lot.code},
     )
     return seller

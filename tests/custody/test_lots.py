@@ -456,14 +456,15 @@ async def test_a_province_supervisor_sees_the_seller_and_the_view_is_audited(
     rows = (
         await session.execute(
             text(
-                "SELECT actor_principal_id, actor_role, actor_authority_id, payload "
+                "SELECT actor_principal_id, actor_role, actor_authority_id, payload, region_codes "
                 "FROM event WHERE type = 'lot.seller_viewed' AND subject_id = :id"
             ),
             {"id": lot["id"]},
         )
     ).all()
     assert len(rows) == 1
-    principal_id, role, authority_id, payload = rows[0]
+    principal_id, role, authority_id, payload, regions = rows[0]
+    assert regions == ["520102"]  # found by the region's own audit queries
     assert str(principal_id) == me["principal_id"]
     assert role == "supervisor"
     assert authority_id == world.province_authority
