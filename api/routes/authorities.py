@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import Response
 
-from api.deps import ANY_PRINCIPAL, CurrentActor, PageParams, Session, encode_cursor, require
+from api.deps import CurrentActor, PageParams, Session, encode_cursor, require
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.common import Page
@@ -35,7 +35,6 @@ async def create_authority(
 @router.get(
     "/authorities",
     response_model=Page[AuthorityOut],
-    dependencies=[require(*ANY_PRINCIPAL)],
     responses=responses(401, 422),
     summary="Authorities the caller may see (its own; all for platform admins)",
 )
@@ -52,7 +51,6 @@ async def list_authorities(
 @router.get(
     "/authorities/{authority_id}",
     response_model=AuthorityOut,
-    dependencies=[require(*ANY_PRINCIPAL)],
     responses=responses(401, 404, 422),
     summary="One authority (its members, platform admins)",
 )
