@@ -26,6 +26,7 @@ from api.routes import (
     principals,
     reference,
     shipments,
+    transformations,
 )
 from api.schemas.lots import LotBatchCreate
 from api.tokens import TokenIssuer
@@ -106,8 +107,8 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # The custody routes carry the traffic: matched first (FastAPI tries routes in order).
     routers = (
-        lots, shipments, discrepancies, health, auth, enterprises, facilities, authorities,
-        principals, reference,
+        lots, shipments, transformations, discrepancies, health, auth, enterprises,
+        facilities, authorities, principals, reference,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -7,6 +7,7 @@ from domain.lots import models as lot_models
 from domain.reference import models as reference_models
 from domain.registry import models as registry_models
 from domain.shipments import models as shipment_models
+from domain.transformations import models as transformation_models
 
 __all__ = [
     "audit_models",
@@ -16,4 +17,5 @@ __all__ = [
     "reference_models",
     "registry_models",
     "shipment_models",
+    "transformation_models",
 ]

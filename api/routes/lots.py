@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,7 @@ from api.schemas.lots import (
     SplitIn,
     SplitOut,
 )
+from api.schemas.transformations import LineageFacility, LineageLot, LineageOut
 from api.uow import Idempotent
 from domain.actor import Role
 from domain.lots import service as lots
@@ -223,3 +224,48 @@ async def view_seller(
 ) -> SellerFull:
     seller = await lots.reveal_seller(session, actor, _vault(request), lot_id, body.reason)
     return SellerFull(**seller)
+
+
+@router.get(
+    "/lots/{lot_id}/lineage",
+    response_model=LineageOut,
+    responses=responses(401, 404, 422),
+    summary="Where the lot came from (upstream) or where its metal went (downstream), in kg",
+)
+async def lineage(
+    lot_id: uuid.UUID,
+    session: Session,
+    actor: CurrentActor,
+    direction: Literal["upstream", "downstream"] = "upstream",
+    max_depth: Annotated[int, Query(ge=1, le=lots.MAX_LINEAGE_DEPTH)] = 20,
+) -> LineageOut:
+    found = await lots.lineage(session, actor, lot_id, direction, max_depth)
+    return LineageOut(
+        lot_id=found.lot.id,
+        code=found.lot.code,
+        direction=direction,
+        net_kg=g_to_kg(found.lot.net_g),
+        primary_kg=g_to_kg(found.primary_g),
+        complete=found.complete,
+        lots=[
+            LineageLot(
+                lot_id=r.lot_id,
+                code=r.code,
+                kind=r.kind,
+                metal=r.metal,
+                category=r.category,
+                product_form=r.product_form,
+                status=r.status,
+                depth=r.depth,
+                end=r.end,
+                holder_facility_id=r.holder_facility_id,
+                registered_facility_id=r.registered_facility_id,
+                kg=g_to_kg(r.grams),
+            )
+            for r in found.lots
+        ],
+        facilities=[
+            LineageFacility(facility_id=facility, kg=g_to_kg(grams))
+            for facility, grams in found.facilities.items()
+        ],
+    )

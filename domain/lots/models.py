@@ -50,6 +50,7 @@ class Lot(SQLModel, table=True):
     metal: str = Field(max_length=16)
     category: str | None = Field(default=None, max_length=32)
     product_form: str | None = Field(default=None, max_length=16)
+    destination_use: str | None = Field(default=None, max_length=16)
     net_g: int = Field(sa_column=_grams())
     post_consumer_g: int = Field(sa_column=_grams())
     pre_consumer_g: int = Field(sa_column=_grams())
@@ -87,3 +88,26 @@ class Lot(SQLModel, table=True):
     facility_ids: list[uuid.UUID] = Field(sa_column=Column(ARRAY(Uuid()), nullable=False))
     registered_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
     updated_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
+
+
+class LotSource(SQLModel, table=True):
+    """Lineage: `grams` of this lot's mass at its creation (`of_g`) came from the source lot,
+    through a split, a refusal at receipt, or a transformation. The share `grams / of_g` stays
+    true when the lot's weight changes later (a receipt scales it, not its origins)."""
+
+    __tablename__ = "lot_source"
+    __table_args__ = (
+        CheckConstraint("grams >= 0 AND grams <= of_g", name="share_within_mass"),
+        Index("ix_lot_source_source", "source_lot_id"),
+    )
+
+    lot_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("lot.id"), primary_key=True))
+    source_lot_id: uuid.UUID = Field(
+        sa_column=Column(Uuid(), ForeignKey("lot.id"), primary_key=True)
+    )
+    grams: int = Field(sa_column=Column(BigInteger, nullable=False))
+    of_g: int = Field(sa_column=Column(BigInteger, nullable=False))
+    via: str = Field(max_length=16)  # split | refusal | transformation
+    transformation_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid(), ForeignKey("transformation.id"), nullable=True)
+    )

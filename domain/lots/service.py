@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
@@ -22,7 +23,7 @@ from domain.base import metadata, utcnow
 from domain.bulk import copy_rows, driver
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.ids import new_id
-from domain.lots.models import Lot
+from domain.lots.models import Lot, LotSource
 from domain.lots.rules import (
     CONFORMITY_STANDARDS,
     MOVABLE,
@@ -32,6 +33,7 @@ from domain.lots.rules import (
     LotStatus,
     Metal,
     Origin,
+    largest_remainder,
     lot_code,
     mask_id_number,
     mask_name,
@@ -225,7 +227,7 @@ def require_operator(actor: Actor) -> None:
 _categories_cache: dict[str, str] = {}
 
 
-async def _categories(session: AsyncSession) -> dict[str, str]:
+async def categories(session: AsyncSession) -> dict[str, str]:
     """Scrap category → metal. Reference data changes only with a migration: read it once."""
     if not _categories_cache:
         rows = await session.execute(select(col(ScrapCategory.code), col(ScrapCategory.metal)))
@@ -375,13 +377,13 @@ async def _register(
     places: dict[uuid.UUID, CollectionPoint] = {}
     for facility_id in dict.fromkeys(item.facility_id for item in readable):
         places[facility_id] = await _collection_point(session, actor, facility_id)
-    categories = await _categories(session)
+    known = await categories(session)
     now = utcnow()
     problems = Problems(errors=list(known_errors))
     for index, item in enumerate(items):
         problems.prefix = f"/lots/{index}" if batch else ""
         if item is not None:
-            _check_registration(item, categories, now, problems)
+            _check_registration(item, known, now, problems)
     problems.raise_if_any()
     assert len(readable) == len(items)  # every unreadable item has a known error
     items = readable
@@ -529,6 +531,7 @@ async def split_lot(
         for code, part in zip(codes, split_composition(composition, parts_g), strict=True)
     ]
     session.add_all(children)
+    session.add_all(derived_from(lot, child, "split") for child in children)
     lot.status = LotStatus.split_.value
     lot.version += 1
     lot.updated_at = utcnow()
@@ -551,6 +554,13 @@ async def split_lot(
         },
     )
     return lot, children
+
+
+def derived_from(source: Lot, lot: Lot, via: str) -> LotSource:
+    """Lineage edge: all of `lot`, as created, came from `source`."""
+    return LotSource(
+        lot_id=lot.id, source_lot_id=source.id, grams=lot.net_g, of_g=lot.net_g, via=via
+    )
 
 
 def child_of(
@@ -637,3 +647,158 @@ async def reveal_seller(
         payload={"reason": reason, "code": lot.code},
     )
     return seller
+
+
+# --- lineage ----------------------------------------------------------------------------------
+
+MAX_LINEAGE_DEPTH = 50
+_SHARE_SCALE = 10**18  # shares become integer weights for the largest-remainder rounding
+
+# Share = the part of the reached lot's mass that came from the start (downstream) or that the
+# reached lot gave to the start (upstream): the product of `grams / of_g` along each path, summed
+# over paths. Voided lots are not followed.
+_UPSTREAM = text(
+    """
+    WITH RECURSIVE walk(lot_id, share, depth) AS (
+        SELECT CAST(:lot_id AS uuid), CAST(1 AS numeric), 0
+        UNION ALL
+        SELECT s.source_lot_id, walk.share * s.grams / s.of_g, walk.depth + 1
+        FROM walk JOIN lot_source s ON s.lot_id = walk.lot_id
+        WHERE walk.depth < :max_depth
+    )
+    SELECT l.id, l.code, l.kind, l.metal, l.category, l.product_form, l.status, l.net_g,
+           l.holder_facility_id, l.registered_facility_id, sum(walk.share) AS share,
+           min(walk.depth) AS depth,
+           NOT EXISTS (SELECT 1 FROM lot_source s WHERE s.lot_id = l.id) AS is_source
+    FROM walk JOIN lot l ON l.id = walk.lot_id
+    WHERE walk.depth > 0
+    GROUP BY l.id
+    ORDER BY min(walk.depth), l.id
+    """
+)
+_DOWNSTREAM = text(
+    """
+    WITH RECURSIVE walk(lot_id, share, depth) AS (
+        SELECT CAST(:lot_id AS uuid), CAST(1 AS numeric), 0
+        UNION ALL
+        SELECT s.lot_id, walk.share * s.grams / s.of_g, walk.depth + 1
+        FROM walk
+        JOIN lot_source s ON s.source_lot_id = walk.lot_id
+        JOIN lot child ON child.id = s.lot_id AND child.status <> 'voided'
+        WHERE walk.depth < :max_depth
+    )
+    SELECT l.id, l.code, l.kind, l.metal, l.category, l.product_form, l.status, l.net_g,
+           l.holder_facility_id, l.registered_facility_id, sum(walk.share) AS share,
+           min(walk.depth) AS depth,
+           NOT EXISTS (
+               SELECT 1 FROM lot_source s JOIN lot c ON c.id = s.lot_id
+               WHERE s.source_lot_id = l.id AND c.status <> 'voided'
+           ) AS is_source
+    FROM walk JOIN lot l ON l.id = walk.lot_id
+    WHERE walk.depth > 0
+    GROUP BY l.id
+    ORDER BY min(walk.depth), l.id
+    """
+)
+_HELD = (LotStatus.active.value, LotStatus.in_transit.value, LotStatus.refused.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """A lot reached by lineage, and how many grams of metal link it to the start."""
+
+    lot_id: uuid.UUID
+    code: str
+    kind: str
+    metal: str
+    category: str | None
+    product_form: str | None
+    status: str
+    holder_facility_id: uuid.UUID
+    registered_facility_id: uuid.UUID
+    depth: int
+    end: bool  # a source (upstream) or where the metal is now (downstream)
+    grams: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    lot: Lot
+    direction: str
+    lots: list[Reached]
+    facilities: dict[uuid.UUID, int]  # collection points (upstream), holders now (downstream)
+    primary_g: int  # upstream: the start's grams that came from primary metal
+    complete: bool  # False when max_depth cut the walk short
+
+
+async def lineage(
+    session: AsyncSession, actor: Actor, lot_id: uuid.UUID, direction: str, max_depth: int
+) -> Lineage:
+    """Upstream: every lot this one came from, and each source lot and collection point with the
+    grams it contributed; the sources' grams and the primary metal sum exactly to the lot's mass.
+    Downstream: where this lot's metal went, what it became, and where it is now."""
+    lot = await get_lot(session, actor, lot_id)
+    query = _UPSTREAM if direction == "upstream" else _DOWNSTREAM
+    rows = (await session.execute(query, {"lot_id": lot.id, "max_depth": max_depth})).all()
+    complete = not any(row.depth == max_depth and not row.is_source for row in rows)
+    if direction == "upstream":
+        return _upstream(lot, rows, max_depth, complete)
+    return _downstream(lot, rows, complete)
+
+
+def _reached(row: Any, grams: int, end: bool) -> Reached:
+    return Reached(
+        lot_id=row.id,
+        code=row.code,
+        kind=row.kind,
+        metal=row.metal,
+        category=row.category,
+        product_form=row.product_form,
+        status=row.status,
+        holder_facility_id=row.holder_facility_id,
+        registered_facility_id=row.registered_facility_id,
+        depth=row.depth,
+        end=end,
+        grams=grams,
+    )
+
+
+def _weight(share: Decimal) -> int:
+    return int(share * _SHARE_SCALE)
+
+
+def _upstream(lot: Lot, rows: Sequence[Any], max_depth: int, complete: bool) -> Lineage:
+    """The ends (sources, or where max_depth stopped the walk) and the primary metal share the
+    lot's mass exactly, by the largest-remainder rule."""
+    if not rows:  # a lot registered from a seller is its own source
+        return Lineage(lot, "upstream", [], {}, 0, complete)
+    ends = [row for row in rows if row.is_source or row.depth == max_depth]
+    weights = [_weight(row.share) for row in ends]
+    weights.append(max(_SHARE_SCALE - sum(weights), 0))  # what primary metal contributed
+    exact = largest_remainder(lot.net_g, weights)
+    by_end = {row.id: grams for row, grams in zip(ends, exact, strict=False)}
+    reached = [
+        _reached(row, by_end.get(row.id, _scaled(row.share, lot.net_g)), row.id in by_end)
+        for row in rows
+    ]
+    facilities: dict[uuid.UUID, int] = {}
+    for row in ends:
+        if row.is_source:
+            place = row.registered_facility_id
+            facilities[place] = facilities.get(place, 0) + by_end[row.id]
+    return Lineage(lot, "upstream", reached, facilities, exact[-1], complete)
+
+
+def _downstream(lot: Lot, rows: Sequence[Any], complete: bool) -> Lineage:
+    reached = []
+    facilities: dict[uuid.UUID, int] = {}
+    for row in rows:
+        grams = _scaled(row.share, row.net_g)
+        reached.append(_reached(row, grams, row.is_source))
+        if row.status in _HELD:
+            facilities[row.holder_facility_id] = facilities.get(row.holder_facility_id, 0) + grams
+    return Lineage(lot, "downstream", reached, facilities, 0, complete)
+
+
+def _scaled(share: Decimal, grams: int) -> int:
+    return int((share * grams).to_integral_value())

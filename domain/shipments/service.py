@@ -20,7 +20,7 @@ from domain.actor import Actor, Role
 from domain.audit import service as audit
 from domain.base import utcnow
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from domain.lots.models import Lot
+from domain.lots.models import Lot, LotSource
 from domain.lots.rules import MOVABLE, Composition, LotStatus, Metal
 from domain.lots.service import (
     CLOCK_SKEW,
@@ -28,6 +28,7 @@ from domain.lots.service import (
     LotNotAvailable,
     Problems,
     child_of,
+    derived_from,
     next_codes,
     region_prefixes,
     require_operator,
@@ -376,6 +377,7 @@ async def receive(
 
     settlements = []
     refused_children: list[tuple[Lot, Lot]] = []
+    lineage: list[LotSource] = []
     discrepancies: list[Discrepancy] = []
     lines = {line.lot_id: line for line in receipt.lines}
     codes = iter(
@@ -407,6 +409,7 @@ async def receive(
                 )
                 refused_children.append((lot, child))
                 item.refused_lot_id = child.id
+                lineage.append(derived_from(lot, child, "refusal"))
         else:
             assert settlement.refused is not None
             _set_mass(lot, settlement.refused)
@@ -434,6 +437,7 @@ async def receive(
                 )
             )
     session.add_all([child for _, child in refused_children])
+    session.add_all(lineage)
     session.add_all(discrepancies)
     shipment.status = outcome(settlements).value
     shipment.received_at = received_at

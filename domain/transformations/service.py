@@ -1,0 +1,506 @@
+"""Transformation use cases: record a process run with an exact mass balance and pooled
+composition, read it, and void it while nothing it produced has moved."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from domain.actor import Actor
+from domain.audit import service as audit
+from domain.base import utcnow
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.lots.models import Lot, LotSource
+from domain.lots.rules import Composition, LotKind, LotStatus, Metal
+from domain.lots.service import (
+    CLOCK_SKEW,
+    FacilitySuspended,
+    LotNotAvailable,
+    Problems,
+    categories,
+    next_codes,
+    region_prefixes,
+    require_operator,
+)
+from domain.registry.models import Enterprise, Facility
+from domain.registry.rules import Status
+from domain.registry.service import EnterpriseSuspended
+from domain.transformations.models import (
+    PrimaryInput,
+    Transformation,
+    TransformationInput,
+    TransformationLoss,
+    TransformationOutput,
+)
+from domain.transformations.rules import (
+    SMELTING,
+    DestinationUse,
+    Process,
+    ProductForm,
+    loss_flagged,
+    pool,
+    processes_at,
+    taken_part,
+    unbalanced,
+)
+
+
+class MassUnbalanced(InvalidInput):
+    code = "mass_unbalanced"
+    title = "Inputs and outputs do not balance"
+
+
+class ProcessNotAllowed(InvalidInput):
+    code = "process_not_allowed"
+    title = "This facility cannot run this process"
+
+
+class OutputsMoved(Conflict):
+    code = "outputs_moved"
+    title = "What the run produced or left has changed since"
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    lot_id: uuid.UUID
+    grams: int
+
+
+@dataclass(frozen=True, slots=True)
+class Primary:
+    metal: Metal
+    grams: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    kind: LotKind
+    metal: Metal
+    grams: int
+    category: str | None = None
+    product_form: ProductForm | None = None
+    destination_use: DestinationUse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    kind: str
+    grams: int
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    facility_id: uuid.UUID
+    process: Process
+    inputs: Sequence[Take]
+    outputs: Sequence[Output]
+    started_at: datetime
+    ended_at: datetime
+    primary_inputs: Sequence[Primary] = ()
+    losses: Sequence[Loss] = ()
+    electricity_kwh: Decimal | None = None
+    natural_gas_m3: Decimal | None = None
+    other_fuel_kgce: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    transformation: Transformation
+    inputs: list[TransformationInput]
+    primary_inputs: list[PrimaryInput]
+    outputs: list[Lot]
+    losses: list[TransformationLoss]
+
+
+async def _own_facility(session: AsyncSession, actor: Actor, facility_id: uuid.UUID) -> Facility:
+    facility = await session.get(Facility, facility_id)
+    if facility is None or (
+        not actor.is_platform_admin and facility.enterprise_id != actor.enterprise_id
+    ):
+        raise NotFound(f"facility {facility_id} not found")
+    require_operator(actor)
+    enterprise = await session.get_one(Enterprise, facility.enterprise_id)
+    if enterprise.status != Status.active:
+        raise EnterpriseSuspended(f"enterprise {enterprise.name} is suspended")
+    if facility.status != Status.active:
+        raise FacilitySuspended(f"facility {facility.name} is suspended")
+    return facility
+
+
+def _check_run(run: Run, facility: Facility, known: dict[str, str], now: datetime) -> Metal | None:
+    """Everything that can be checked before touching a lot; returns the run's metal."""
+    problems = Problems()
+    if run.process not in processes_at(facility.kind):
+        raise ProcessNotAllowed(
+            f"a {facility.kind} cannot run {run.process.value}",
+            errors=[{"pointer": "/process", "detail": f"not allowed at a {facility.kind}"}],
+        )
+    if run.ended_at < run.started_at:
+        problems.add("/ended_at", "the run ends before it starts")
+    if run.ended_at > now + CLOCK_SKEW:
+        problems.add("/ended_at", "the run ends in the future")
+    seen: set[uuid.UUID] = set()
+    for index, take in enumerate(run.inputs):
+        if take.lot_id in seen:
+            problems.add(f"/inputs/{index}/lot_id", "this lot is already an input")
+        seen.add(take.lot_id)
+    smelting = run.process in SMELTING
+    if run.primary_inputs and not smelting:
+        problems.add("/primary_inputs", "primary inputs belong to melting, refining and casting")
+    metals = {o.metal for o in run.outputs} | {p.metal for p in run.primary_inputs}
+    for index, output in enumerate(run.outputs):
+        at = f"/outputs/{index}"
+        if output.kind is LotKind.product:
+            if not smelting:
+                problems.add(f"{at}/kind", "products come only from melting, refining, casting")
+            if output.product_form is None:
+                problems.add(f"{at}/product_form", "a product states its form")
+            molten_aluminium = (
+                output.metal is Metal.aluminium and output.product_form is ProductForm.molten
+            )
+            if molten_aluminium and output.destination_use is None:
+                problems.add(f"{at}/destination_use", "molten aluminium states its destination use")
+        else:
+            metal = known.get(output.category or "")
+            if metal is None:
+                problems.add(f"{at}/category", f"unknown scrap category {output.category!r}")
+            elif metal != output.metal:
+                problems.add(f"{at}/category", f"{output.category} is {metal} scrap")
+    if len(metals) > 1:
+        problems.add("/outputs", "a run handles one metal: outputs and primary inputs differ")
+    problems.raise_if_any()
+    return next(iter(metals), None)
+
+
+async def record(session: AsyncSession, actor: Actor, run: Run) -> Recorded:
+    facility = await _own_facility(session, actor, run.facility_id)
+    now = utcnow()
+    metal = _check_run(run, facility, await categories(session), now)
+
+    locked = await session.scalars(
+        select(Lot)
+        .where(col(Lot.id).in_([t.lot_id for t in run.inputs]))
+        .order_by(col(Lot.id))
+        .with_for_update()
+    )
+    lots = {lot.id: lot for lot in locked}
+    problems = Problems()
+    for index, take in enumerate(run.inputs):
+        lot = lots.get(take.lot_id)
+        at = f"/inputs/{index}"
+        if lot is None or (
+            not actor.is_platform_admin and lot.holder_enterprise_id != actor.enterprise_id
+        ):
+            raise NotFound(
+                f"lot {take.lot_id} not found", errors=[{"pointer": at, "detail": "not found"}]
+            )
+        if lot.holder_facility_id != facility.id or lot.status != LotStatus.active:
+            raise LotNotAvailable(
+                f"lot {lot.code} is {lot.status} at {lot.holder_facility_id}; a run takes lots "
+                "at rest at its own facility",
+                errors=[{"pointer": f"{at}/lot_id", "detail": f"lot is {lot.status}"}],
+            )
+        if take.grams > lot.net_g:
+            problems.add(
+                f"{at}/kg", f"lot {lot.code} holds {lot.net_g} g, less than {take.grams} g"
+            )
+        if metal is not None and lot.metal != metal:
+            problems.add(f"{at}/lot_id", f"lot {lot.code} is {lot.metal}, the run {metal}")
+    problems.raise_if_any()
+
+    inputs_g = sum(t.grams for t in run.inputs)
+    primary_g = sum(p.grams for p in run.primary_inputs)
+    outputs_g = sum(o.grams for o in run.outputs)
+    losses_g = sum(loss.grams for loss in run.losses)
+    reason = unbalanced(inputs_g, primary_g, outputs_g, losses_g)
+    if reason:
+        raise MassUnbalanced(reason, inputs_g=inputs_g + primary_g, outputs_g=outputs_g + losses_g)
+
+    transformation = Transformation(
+        facility_id=facility.id,
+        enterprise_id=facility.enterprise_id,
+        region_code=facility.region_code,
+        process=run.process.value,
+        metal=(metal or Metal(lots[run.inputs[0].lot_id].metal)).value,
+        input_g=inputs_g,
+        primary_g=primary_g,
+        output_g=outputs_g,
+        loss_g=losses_g,
+        loss_flagged=loss_flagged(run.process, losses_g, inputs_g, primary_g),
+        electricity_kwh=run.electricity_kwh,
+        natural_gas_m3=run.natural_gas_m3,
+        other_fuel_kgce=run.other_fuel_kgce,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+    )
+    session.add(transformation)
+    await session.flush()  # rows below refer to it; without relationships flush order is ours
+
+    taken: list[Composition] = []
+    inputs: list[TransformationInput] = []
+    for take in run.inputs:
+        lot = lots[take.lot_id]
+        part, kept = taken_part(_composition(lot), take.grams)
+        taken.append(part)
+        inputs.append(
+            TransformationInput(
+                transformation_id=transformation.id,
+                lot_id=lot.id,
+                taken_g=take.grams,
+                post_consumer_g=part.post_consumer_g,
+                pre_consumer_g=part.pre_consumer_g,
+                primary_g=part.primary_g,
+                status_before=lot.status,
+            )
+        )
+        if kept.total_g == 0:
+            lot.status = LotStatus.consumed.value  # its mass stays on record: what it was
+        else:
+            _set_composition(lot, kept)
+        lot.version += 1
+        lot.updated_at = now
+
+    pooled = pool(taken, primary_g, [o.grams for o in run.outputs] + [x.grams for x in run.losses])
+    codes = await next_codes(session, [o.metal for o in run.outputs])
+    outputs: list[Lot] = []
+    for index, (spec, code) in enumerate(zip(run.outputs, codes, strict=True)):
+        output = _output_lot(spec, code, pooled.compositions[index], facility, now)
+        outputs.append(output)
+    primaries = [
+        PrimaryInput(
+            transformation_id=transformation.id,
+            position=i,
+            metal=p.metal.value,
+            description=p.description,
+            grams=p.grams,
+        )
+        for i, p in enumerate(run.primary_inputs)
+    ]
+    losses = [
+        TransformationLoss(
+            transformation_id=transformation.id,
+            position=i,
+            kind=loss.kind,
+            grams=loss.grams,
+            post_consumer_g=c.post_consumer_g,
+            pre_consumer_g=c.pre_consumer_g,
+            primary_g=c.primary_g,
+        )
+        for i, (loss, c) in enumerate(
+            zip(run.losses, pooled.compositions[len(run.outputs) :], strict=True)
+        )
+    ]
+    session.add_all([*inputs, *primaries, *outputs, *losses])
+    await session.flush()
+    session.add_all(
+        [TransformationOutput(transformation_id=transformation.id, lot_id=o.id) for o in outputs]
+    )
+    session.add_all(
+        LotSource(
+            lot_id=output.id,
+            source_lot_id=take.lot_id,
+            grams=grams,
+            of_g=output.net_g,
+            via="transformation",
+            transformation_id=transformation.id,
+        )
+        for output, row in zip(outputs, pooled.from_inputs, strict=False)
+        for take, grams in zip(run.inputs, row, strict=True)
+        if grams > 0
+    )
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "transformation.recorded",
+        subject_type="transformation",
+        subject_id=transformation.id,
+        enterprise_ids=[facility.enterprise_id],
+        facility_ids=[facility.id],
+        region_codes=[facility.region_code],
+        lot_ids=[*(t.lot_id for t in run.inputs), *(o.id for o in outputs)],
+        payload=_recorded_payload(transformation, inputs, primaries, outputs, losses),
+    )
+    return Recorded(transformation, inputs, primaries, outputs, losses)
+
+
+def _composition(lot: Lot) -> Composition:
+    return Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
+
+
+def _set_composition(lot: Lot, composition: Composition) -> None:
+    lot.net_g = composition.total_g
+    lot.post_consumer_g = composition.post_consumer_g
+    lot.pre_consumer_g = composition.pre_consumer_g
+    lot.primary_g = composition.primary_g
+
+
+def _output_lot(
+    spec: Output, code: str, composition: Composition, facility: Facility, now: datetime
+) -> Lot:
+    return Lot(
+        code=code,
+        kind=spec.kind.value,
+        metal=spec.metal.value,
+        category=spec.category if spec.kind is LotKind.scrap else None,
+        product_form=spec.product_form.value if spec.product_form else None,
+        destination_use=spec.destination_use.value if spec.destination_use else None,
+        net_g=composition.total_g,
+        post_consumer_g=composition.post_consumer_g,
+        pre_consumer_g=composition.pre_consumer_g,
+        primary_g=composition.primary_g,
+        registered_facility_id=facility.id,
+        holder_facility_id=facility.id,
+        holder_enterprise_id=facility.enterprise_id,
+        enterprise_ids=[facility.enterprise_id],
+        region_prefixes=region_prefixes(facility.region_code),
+        facility_ids=[facility.id],
+        registered_at=now,
+        updated_at=now,
+    )
+
+
+def _recorded_payload(
+    transformation: Transformation,
+    inputs: Sequence[TransformationInput],
+    primaries: Sequence[PrimaryInput],
+    outputs: Sequence[Lot],
+    losses: Sequence[TransformationLoss],
+) -> dict[str, Any]:
+    return {
+        "facility_id": transformation.facility_id,
+        "process": transformation.process,
+        "metal": transformation.metal,
+        "inputs": [{"lot_id": i.lot_id, "taken_g": i.taken_g} for i in inputs],
+        "primary_inputs": [{"metal": p.metal, "grams": p.grams} for p in primaries],
+        "outputs": [
+            {
+                "lot_id": o.id,
+                "code": o.code,
+                "kind": o.kind,
+                "net_g": o.net_g,
+                "recycled_g": o.post_consumer_g + o.pre_consumer_g,
+            }
+            for o in outputs
+        ],
+        "losses": [{"kind": x.kind, "grams": x.grams} for x in losses],
+        "loss_flagged": transformation.loss_flagged,
+        "started_at": transformation.started_at,
+        "ended_at": transformation.ended_at,
+    }
+
+
+async def get_transformation(
+    session: AsyncSession, actor: Actor, transformation_id: uuid.UUID, *, lock: bool = False
+) -> Recorded:
+    query = select(Transformation).where(col(Transformation.id) == transformation_id)
+    found = await session.scalar(query.with_for_update() if lock else query)
+    visible = found is not None and (
+        actor.is_platform_admin
+        or found.enterprise_id == actor.enterprise_id
+        or actor.governs(found.region_code)
+    )
+    if found is None or not visible:
+        raise NotFound(f"transformation {transformation_id} not found")
+
+    def rows(model: Any, order: Any) -> Any:
+        return select(model).where(model.transformation_id == found.id).order_by(order)
+
+    inputs = list(await session.scalars(rows(TransformationInput, TransformationInput.lot_id)))
+    primaries = list(await session.scalars(rows(PrimaryInput, PrimaryInput.position)))
+    losses = list(await session.scalars(rows(TransformationLoss, TransformationLoss.position)))
+    outputs = list(
+        await session.scalars(
+            select(Lot)
+            .join(TransformationOutput, col(TransformationOutput.lot_id) == col(Lot.id))
+            .where(col(TransformationOutput.transformation_id) == found.id)
+            .order_by(col(Lot.code))
+        )
+    )
+    return Recorded(found, inputs, primaries, outputs, losses)
+
+
+async def void(
+    session: AsyncSession, actor: Actor, transformation_id: uuid.UUID, reason: str
+) -> Recorded:
+    """Undo a run while nothing it produced or left behind has moved: the inputs get back what
+    was taken, to the gram; the outputs are voided. The run stays on record with its void."""
+    recorded = await get_transformation(session, actor, transformation_id, lock=True)
+    run = recorded.transformation
+    if not actor.is_platform_admin and run.enterprise_id != actor.enterprise_id:
+        raise NotFound(f"transformation {transformation_id} not found")
+    require_operator(actor)
+    if run.status != "recorded":
+        raise Conflict(f"the transformation is already {run.status}")
+    ids = [i.lot_id for i in recorded.inputs] + [o.id for o in recorded.outputs]
+    locked = await session.scalars(
+        select(Lot).where(col(Lot.id).in_(ids)).order_by(col(Lot.id)).with_for_update()
+    )
+    lots = {lot.id: lot for lot in locked}
+    for output in recorded.outputs:
+        lot = lots[output.id]
+        untouched = lot.version == 1 and lot.status == LotStatus.active
+        if not untouched or lot.holder_facility_id != run.facility_id:
+            raise OutputsMoved(f"output {lot.code} has moved or been used since the run")
+    for taken in recorded.inputs:
+        lot = lots[taken.lot_id]
+        consumed = lot.status == LotStatus.consumed
+        if not consumed and (
+            lot.status != LotStatus.active or lot.holder_facility_id != run.facility_id
+        ):
+            raise OutputsMoved(f"the rest of input {lot.code} has moved since the run")
+    now = utcnow()
+    for taken in recorded.inputs:
+        lot = lots[taken.lot_id]
+        part = Composition(taken.post_consumer_g, taken.pre_consumer_g, taken.primary_g)
+        if lot.status == LotStatus.consumed:
+            lot.status = taken.status_before
+        else:
+            rest = _composition(lot)
+            _set_composition(
+                lot,
+                Composition(*(a + b for a, b in zip(rest.parts, part.parts, strict=True))),
+            )
+        lot.version += 1
+        lot.updated_at = now
+    for output in recorded.outputs:
+        lot = lots[output.id]
+        lot.status = LotStatus.voided.value
+        lot.version += 1
+        lot.updated_at = now
+    run.status = "voided"
+    run.void_reason = reason
+    run.voided_at = now
+    run.version += 1
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "transformation.voided",
+        subject_type="transformation",
+        subject_id=run.id,
+        enterprise_ids=[run.enterprise_id],
+        facility_ids=[run.facility_id],
+        region_codes=[run.region_code],
+        lot_ids=ids,
+        payload={
+            "reason": reason,
+            "restored": [{"lot_id": i.lot_id, "taken_g": i.taken_g} for i in recorded.inputs],
+        },
+    )
+    return Recorded(
+        run,
+        recorded.inputs,
+        recorded.primary_inputs,
+        [lots[o.id] for o in recorded.outputs],
+        recorded.losses,
+    )
