@@ -39,6 +39,7 @@ check: lint test
 ## bench: the registration benchmark against its floor (README, "Performance")
 bench: install
 	$(VENV)/bin/python -m tests.bench.run --workers 2 --batches 12
+	$(VENV)/bin/python -m tests.bench.lineage
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

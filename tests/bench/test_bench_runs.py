@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bench import run
+from tests.bench import lineage, run
 
 
 @pytest.mark.e2e
@@ -19,3 +19,11 @@ def test_the_benchmark_runs_end_to_end() -> None:
     assert floor["non_2xx"] == ours["non_2xx"] == batch["non_2xx"] == 0
     assert ours["ratio_to_floor"] > 0
     assert batch["lots_per_s"] > 0
+
+
+@pytest.mark.e2e
+def test_the_lineage_benchmark_runs_end_to_end() -> None:
+    row = lineage.main(["--sources", "625", "--repeat", "2"])
+    assert row["sources"] == 625
+    assert row["ancestors"] == 625 + 125 + 25 + 5 + 1
+    assert row["kg_balance_ok"]
