@@ -32,7 +32,8 @@ LEVELS = 5
 BUILD = """
 CREATE TEMP TABLE ancestry AS
 SELECT level, idx, gen_random_uuid() AS id
-FROM (SELECT l AS level, ({sources} / power({fan_in}, l - 1))::int AS n FROM generate_series(1, {levels}) l) v,
+FROM (SELECT l AS level, ({sources} / power({fan_in}, l - 1))::int AS n
+      FROM generate_series(1, {levels}) l) v,
      generate_series(0, n - 1) idx
 UNION ALL SELECT {levels} + 1, 0, gen_random_uuid();
 
@@ -42,12 +43,15 @@ INSERT INTO lot (id, code, kind, metal, category, net_g, post_consumer_g, pre_co
 SELECT a.id, 'BL' || a.level || '-' || a.idx,
        CASE WHEN a.level > {levels} THEN 'product' ELSE 'scrap' END, 'aluminium',
        CASE WHEN a.level > {levels} THEN NULL ELSE 'GB13586-CAST' END,
-       m.net, m.net, 0, 0, 'domestic', '{facility}'::uuid, '{facility}'::uuid, '{enterprise}'::uuid,
+       m.net, m.net, 0, 0, 'domestic',
+       '{facility}'::uuid, '{facility}'::uuid, '{enterprise}'::uuid,
        CASE WHEN a.level > {levels} THEN 'active' ELSE 'consumed' END, 1,
-       ARRAY['{enterprise}'::uuid], ARRAY['52', '5201', '520102'], ARRAY['{facility}'::uuid], now(), now()
+       ARRAY['{enterprise}'::uuid], ARRAY['52', '5201', '520102'], ARRAY['{facility}'::uuid],
+       now(), now()
 FROM ancestry a
 CROSS JOIN LATERAL (SELECT (1000 * power({fan_in}, a.level - 1))::bigint
-                    * CASE WHEN a.level > {levels} THEN ({sources} / power({fan_in}, {levels} - 1))::int
+                    * CASE WHEN a.level > {levels}
+                           THEN ({sources} / power({fan_in}, {levels} - 1))::int
                            ELSE 1 END AS net) m;
 
 INSERT INTO lot_source (lot_id, source_lot_id, grams, of_g, via)
