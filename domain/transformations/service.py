@@ -429,6 +429,27 @@ async def get_transformation(
     return Recorded(found, inputs, primaries, outputs, losses)
 
 
+async def _taken_by_a_later_run(
+    session: AsyncSession, run: Transformation, consumed: Sequence[Lot]
+) -> bool:
+    """A consumed input was used up by whichever run took from it last. If that is a later run,
+    giving back what this run took would count the lot's rest twice (here and in that run's
+    outputs). Runs on one lot are serialised by its row lock, so their ids are in run order."""
+    if not consumed:
+        return False
+    later = await session.scalar(
+        select(col(TransformationInput.lot_id))
+        .join(Transformation, col(Transformation.id) == col(TransformationInput.transformation_id))
+        .where(
+            col(TransformationInput.lot_id).in_([lot.id for lot in consumed]),
+            col(Transformation.id) > run.id,
+            col(Transformation.status) == "recorded",
+        )
+        .limit(1)
+    )
+    return later is not None
+
+
 async def void(
     session: AsyncSession, actor: Actor, transformation_id: uuid.UUID, reason: str
 ) -> Recorded:
@@ -458,6 +479,10 @@ async def void(
             lot.status != LotStatus.active or lot.holder_facility_id != run.facility_id
         ):
             raise OutputsMoved(f"the rest of input {lot.code} has moved since the run")
+    if await _taken_by_a_later_run(
+        session, run, [lot for lot in lots.values() if lot.status == LotStatus.consumed]
+    ):
+        raise OutputsMoved("the rest of an input was used by a later run; void that run first")
     now = utcnow()
     for taken in recorded.inputs:
         lot = lots[taken.lot_id]
