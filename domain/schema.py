@@ -2,6 +2,7 @@
 
 from domain.audit import models as audit_models
 from domain.base import metadata
+from domain.credits import models as credit_models
 from domain.identity import models as identity_models
 from domain.lots import models as lot_models
 from domain.reference import models as reference_models
@@ -11,6 +12,7 @@ from domain.transformations import models as transformation_models
 
 __all__ = [
     "audit_models",
+    "credit_models",
     "identity_models",
     "lot_models",
     "metadata",

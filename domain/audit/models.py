@@ -85,3 +85,18 @@ class Event(SQLModel, table=True):
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True))
     prev_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary(32)))
     hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary(32)))
+
+
+class SigningKey(SQLModel, table=True):
+    """A platform public key (Ed25519). Kept published after a newer key takes over, so that what
+    an older key signed (certificates, checkpoints) can still be verified."""
+
+    __tablename__ = "signing_key"
+
+    key_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    algorithm: str = Field(default="Ed25519", max_length=16)
+    public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )

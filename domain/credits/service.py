@@ -1,0 +1,1 @@
+"""Credit ledger and certificate use cases."""
