@@ -18,6 +18,8 @@ from api.middleware import RequestContext
 from api.routes import (
     auth,
     authorities,
+    certificates,
+    credits,
     discrepancies,
     enterprises,
     facilities,
@@ -30,9 +32,11 @@ from api.routes import (
 )
 from api.schemas.lots import LotBatchCreate
 from api.tokens import TokenIssuer
+from domain.audit import service as audit
 from integrations.database import create_engine, session_factory
 from integrations.secrets import file_secret
 from integrations.settings import Settings
+from integrations.signing import load_signer
 from integrations.vault import AesGcmVault, decode_key
 
 DESCRIPTION = """
@@ -74,6 +78,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with app.state.sessionmaker() as session:  # published before anything is signed
+            await audit.publish_key(session, app.state.signer.key_id, app.state.signer.public_key)
+            await session.commit()
         yield
         await engine.dispose()
 
@@ -96,6 +103,7 @@ def create_app(
         if settings.seller_key
         else file_secret(settings.data_dir / "keys" / "seller.key")
     )
+    app.state.signer = load_signer(settings)
     app.state.principals = PrincipalCache(settings.principal_cache_seconds)
     app.state.tokens = TokenIssuer(
         secret=secret,
@@ -108,10 +116,11 @@ def create_app(
     # The custody routes carry the traffic: matched first (FastAPI tries routes in order).
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
-        facilities, authorities, principals, reference,
+        facilities, authorities, principals, reference, certificates, credits,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
+    app.include_router(certificates.public)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -21,6 +21,7 @@ from domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
 from domain.identity import service as identity
 from domain.identity.rules import API_KEY_PREFIX, secret_hash
 from integrations.logging import request_id_var
+from integrations.settings import Settings
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain functions in a
 # thread pool, a costly hop on every request.
@@ -105,6 +106,14 @@ ForgetsPrincipals = Depends(forget_principals)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
 
 
 def require(*roles: Role) -> Any:

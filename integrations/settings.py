@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         "aluminium": Decimal("0.01"),
         "copper": Decimal("0.01"),
     }
+    # Ed25519 private key (base64 of the 32-byte seed) signing certificates and checkpoints;
+    # without one, data_dir/keys/signing.key (mode 0600) is used, created on first start.
+    signing_key: SecretStr | None = None
+    # Recycled credits expire this many days after they were earned (the accounting period).
+    credit_period_days: int = Field(default=365, ge=1)
+    # Where the public reaches the service: certificates carry a verification URL under it.
+    public_base_url: str = "http://127.0.0.1:8000"
 
     idempotency_ttl_hours: int = 24
     # How long a credential's principal is remembered in memory; other processes of the service

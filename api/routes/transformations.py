@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import Response
 
-from api.deps import CurrentActor, Session, etag
+from api.deps import AppSettings, CurrentActor, Session, etag
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.transformations import TransformationCreate, TransformationOut, VoidIn
@@ -55,9 +55,15 @@ def _run(body: TransformationCreate) -> transformations.Run:
     summary="Record a process run: inputs + primary inputs = outputs + losses, to the gram",
 )
 async def record(
-    body: TransformationCreate, session: Session, actor: CurrentActor, response: Response
+    body: TransformationCreate,
+    session: Session,
+    actor: CurrentActor,
+    settings: AppSettings,
+    response: Response,
 ) -> TransformationOut:
-    recorded = await transformations.record(session, actor, _run(body))
+    recorded = await transformations.record(
+        session, actor, _run(body), credit_period_days=settings.credit_period_days
+    )
     response.headers["Location"] = f"/api/v1/transformations/{recorded.transformation.id}"
     response.headers["ETag"] = etag(recorded.transformation.version)
     return TransformationOut.of(recorded)

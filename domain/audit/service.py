@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from domain.actor import Actor
-from domain.audit.models import Event
+from domain.audit.models import Event, SigningKey
 from domain.audit.rules import event_payload
 from domain.bulk import copy_rows
 
@@ -113,3 +115,16 @@ async def record(
             )
         ],
     )
+
+
+async def publish_key(session: AsyncSession, key_id: str, public_key: bytes) -> None:
+    """Publish a platform public key (once; published keys stay, for what they signed)."""
+    await session.execute(
+        pg_insert(SigningKey)
+        .values(key_id=key_id, public_key=public_key)
+        .on_conflict_do_nothing(index_elements=["key_id"])
+    )
+
+
+async def published_keys(session: AsyncSession) -> Sequence[SigningKey]:
+    return (await session.scalars(select(SigningKey).order_by(col(SigningKey.created_at)))).all()

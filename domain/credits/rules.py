@@ -18,6 +18,8 @@ import orjson
 
 from domain.lots.rules import Composition, split_composition
 
+ACCOUNTING_PERIOD_DAYS = 365  # credits expire after 12 months unless settings say otherwise
+
 
 class RecycledClass(StrEnum):
     post_consumer = "post_consumer"
