@@ -15,8 +15,10 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.actor import SYSTEM, Role
+from domain.audit import service as audit
 from domain.identity import service as identity
 from domain.registry import service as registry
+from integrations import signing
 from integrations.logging import configure_logging
 from integrations.settings import Settings, get_settings
 
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 admin = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+keys = typer.Typer(help="The platform's signing keys.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
 log = logging.getLogger("scrapflow")
 T = TypeVar("T")
 
@@ -157,6 +161,29 @@ def create_key(
             )
         )
         _announce_key(secret, "New platform admin API key:")
+
+
+@keys.command("rotate")
+def rotate_key() -> None:
+    """Put a new platform signing key in place of the current one (in the data folder). The old
+    public key stays published, so what it signed still verifies; running servers sign with the
+    new key after a restart."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        old, new = signing.rotate(settings)
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from error
+
+    async def publish(session: AsyncSession) -> None:
+        for signer in (old, new):
+            await audit.publish_key(session, signer.key_id, signer.public_key)
+
+    with database(settings) as url:
+        _migrate(url)
+        asyncio.run(_in_session(url, publish))
+    typer.echo(f"signing key {new.key_id} replaces {old.key_id} (still published)")
 
 
 @admin.command("create-authority")
