@@ -17,6 +17,8 @@ from sqlmodel import col
 from domain.actor import Actor
 from domain.audit import service as audit
 from domain.base import utcnow
+from domain.credits import service as credits
+from domain.credits.rules import ACCOUNTING_PERIOD_DAYS
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.lots.models import Lot, LotSource
 from domain.lots.rules import Composition, LotKind, LotStatus, Metal
@@ -181,7 +183,14 @@ def _check_run(run: Run, facility: Facility, known: dict[str, str], now: datetim
     return next(iter(metals), None)
 
 
-async def record(session: AsyncSession, actor: Actor, run: Run) -> Recorded:
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    run: Run,
+    *,
+    credit_period_days: int = ACCOUNTING_PERIOD_DAYS,
+) -> Recorded:
+    """Record a run; the recycled grams of the products it makes are credited to the producer."""
     facility = await _own_facility(session, actor, run.facility_id)
     now = utcnow()
     metal = _check_run(run, facility, await categories(session), now)
@@ -329,6 +338,10 @@ async def record(session: AsyncSession, actor: Actor, run: Run) -> Recorded:
         region_codes=[facility.region_code],
         lot_ids=[*(t.lot_id for t in run.inputs), *(o.id for o in outputs)],
         payload=_recorded_payload(transformation, inputs, primaries, outputs, losses),
+    )
+    products = [lot for lot in outputs if lot.kind == LotKind.product]
+    await credits.credit_products(
+        session, transformation.id, facility.enterprise_id, products, credit_period_days
     )
     return Recorded(transformation, inputs, primaries, outputs, losses)
 
@@ -483,6 +496,13 @@ async def void(
         session, run, [lot for lot in lots.values() if lot.status == LotStatus.consumed]
     ):
         raise OutputsMoved("the rest of an input was used by a later run; void that run first")
+    await credits.reverse_credits(
+        session,
+        run.id,
+        run.enterprise_id,
+        run.metal,
+        [lots[o.id] for o in recorded.outputs if o.kind == LotKind.product],
+    )
     now = utcnow()
     for taken in recorded.inputs:
         lot = lots[taken.lot_id]
