@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -12,9 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api import problems
+from api import problems, worker
 from api.deps import PrincipalCache
 from api.middleware import RequestContext
+from api.routes import (
+    audit as audit_routes,
+)
 from api.routes import (
     auth,
     authorities,
@@ -81,7 +85,18 @@ def create_app(
         async with app.state.sessionmaker() as session:  # published before anything is signed
             await audit.publish_key(session, app.state.signer.key_id, app.state.signer.public_key)
             await session.commit()
+        stop = asyncio.Event()
+        sealer = (
+            asyncio.create_task(
+                worker.sealing(app.state.sessionmaker, app.state.signer, settings, stop)
+            )
+            if settings.sealer_in_api
+            else None
+        )
         yield
+        stop.set()
+        if sealer is not None:
+            await sealer
         await engine.dispose()
 
     app = FastAPI(
@@ -117,6 +132,7 @@ def create_app(
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
+        audit_routes,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
@@ -29,6 +31,8 @@ admin = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 keys = typer.Typer(help="The platform's signing keys.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
+audit_cli = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit_cli, name="audit")
 log = logging.getLogger("scrapflow")
 T = TypeVar("T")
 
@@ -127,6 +131,69 @@ def serve(
             app = create_app(settings, url)
             tune_garbage_collector()
             uvicorn.run(app, **options)
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Background work without the API: the audit sealer and its signed checkpoints. Any number
+    of workers and API processes may run; one seals at a time. Stops on Ctrl-C or SIGTERM."""
+    from api import worker
+    from integrations.database import create_engine, session_factory
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    signer = signing.load_signer(settings)
+
+    async def work() -> None:
+        engine = create_engine(url, pool_size=2)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            log.info("worker started: sealing the audit trail")
+            await worker.sealing(session_factory(engine), signer, settings, stop)
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        _migrate(url)
+        asyncio.run(work())
+
+
+@audit_cli.command("verify")
+def verify_audit(
+    from_seq: Annotated[int, typer.Option(min=1, help="First sequence number")] = 1,
+    to_seq: Annotated[int | None, typer.Option(min=1, help="Last (default: the head)")] = None,
+) -> None:
+    """Recompute the audit chain and check its signed checkpoints. Prints the result as JSON;
+    exits 1 at the first break (edited, missing, reordered, bad checkpoint signature)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    with database(settings) as url:
+        _migrate(url)
+        started = time.perf_counter()
+        result = asyncio.run(_in_session(url, lambda s: audit.verify_chain(s, from_seq, to_seq)))
+        elapsed = time.perf_counter() - started
+    report = {
+        "valid": result.valid,
+        "from_seq": result.from_seq,
+        "to_seq": result.to_seq,
+        "head_seq": result.head_seq,
+        "events_checked": result.events_checked,
+        "checkpoints_checked": result.checkpoints_checked,
+        "seconds": round(elapsed, 3),
+        "broken": None
+        if result.broken is None
+        else {
+            "seq": result.broken.seq,
+            "reason": result.broken.reason,
+            "detail": result.broken.detail,
+        },
+    }
+    typer.echo(json.dumps(report, indent=2))
+    if not result.valid:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     credit_period_days: int = Field(default=365, ge=1)
     # Where the public reaches the service: certificates carry a verification URL under it.
     public_base_url: str = "http://127.0.0.1:8000"
+    # The audit sealer: in the API process too (else only in `scrapflow worker`), how often it
+    # looks for new events, and how often the chain head is signed (events or seconds).
+    sealer_in_api: bool = True
+    seal_interval_seconds: float = Field(default=0.5, gt=0)
+    checkpoint_every_events: int = Field(default=10_000, ge=1)
+    checkpoint_every_seconds: float = Field(default=300, gt=0)
 
     idempotency_ttl_hours: int = 24
     # How long a credential's principal is remembered in memory; other processes of the service

@@ -15,9 +15,10 @@ from api.schemas.common import Page, ReasonBody
 from api.schemas.credits import CertificateCreate, CertificateOut, PublicKeyOut, VerificationOut
 from api.uow import Idempotent
 from domain.audit import service as audit
+from domain.audit.service import Signer
 from domain.credits import service as credits
 from domain.credits.models import Certificate
-from domain.credits.service import Signer, b64url
+from domain.credits.service import b64url
 from domain.errors import NotFound
 from domain.mass import kg_to_g
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Text,
     Uuid,
     text,
 )
@@ -36,7 +37,8 @@ class Event(SQLModel, table=True):
     __tablename__ = "event"
     __table_args__ = (
         Index("ix_event_subject", "subject_type", "subject_id", "id"),
-        Index("ix_event_unsealed", "id", postgresql_where=text("seq IS NULL")),
+        # The sealer's queue, in commit-safe order.
+        Index("ix_event_unsealed", "txid", "id", postgresql_where=text("seq IS NULL")),
         Index("ix_event_facility_ids", "facility_ids", postgresql_using="gin"),
         Index("ix_event_enterprise_ids", "enterprise_ids", postgresql_using="gin"),
         Index("ix_event_lot_ids", "lot_ids", postgresql_using="gin"),
@@ -100,3 +102,17 @@ class SigningKey(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
     )
+
+
+class Checkpoint(SQLModel, table=True):
+    """A signed statement of the chain head: whoever keeps one can later prove that nothing up to
+    `seq` was edited, removed or reordered."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    head_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    made_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    key_id: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

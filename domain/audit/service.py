@@ -5,18 +5,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, exists, false, func, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from domain.actor import Actor
-from domain.audit.models import Event, SigningKey
-from domain.audit.rules import event_payload
-from domain.bulk import copy_rows
+from domain.audit.models import Checkpoint, Event, SigningKey
+from domain.audit.rules import (
+    GENESIS,
+    SEALED_FIELDS,
+    Break,
+    ChainCheck,
+    chain_hash,
+    checkpoint_payload,
+    checkpoint_problem,
+    event_payload,
+)
+from domain.base import utcnow
+from domain.bulk import copy_rows, driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +139,240 @@ async def publish_key(session: AsyncSession, key_id: str, public_key: bytes) -> 
 
 async def published_keys(session: AsyncSession) -> Sequence[SigningKey]:
     return (await session.scalars(select(SigningKey).order_by(col(SigningKey.created_at)))).all()
+
+
+# --- sealing and verification -------------------------------------------------------------------
+
+SEALER_LOCK = 0x5345414C  # one sealer at a time, in whichever process ("SEAL")
+_UNSEALED = f"""
+SELECT id, txid, {", ".join(c for c in SEALED_FIELDS if c not in ("seq", "id"))}
+FROM event
+WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid, id
+LIMIT $1
+"""  # noqa: S608 - the column names are constants
+
+
+class Signer(Protocol):
+    """The platform's signing key (Ed25519, implemented in `integrations`)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    count: int
+    head_seq: int
+    checkpoint: Checkpoint | None
+
+
+def _row(record: Any) -> dict[str, Any]:
+    row = dict(record)
+    if isinstance(row["payload"], str):
+        row["payload"] = orjson.loads(row["payload"])
+    return row
+
+
+async def seal(
+    session: AsyncSession,
+    signer: Signer,
+    *,
+    limit: int = 5000,
+    checkpoint_every: int = 10_000,
+    checkpoint_after: timedelta = timedelta(minutes=5),
+) -> Sealed:
+    """Seal the next events in commit-safe order: only rows whose inserting transaction is older
+    than every transaction still running, so no event can later appear before a sealed one.
+    Each gets the next sequence number and a hash chained to the one before it; a signed
+    checkpoint follows every `checkpoint_every` events or `checkpoint_after`."""
+    conn = await driver(session)
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEALER_LOCK):
+        return Sealed(0, 0, None)  # another process is sealing
+    head = await conn.fetchrow(
+        "SELECT seq, hash FROM event WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    )
+    seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS)
+    rows = await conn.fetch(_UNSEALED, limit)
+    ids, seqs, prevs, hashes = [], [], [], []
+    for record in rows:
+        event = _row(record)
+        seq += 1
+        event["seq"] = seq
+        digest = chain_hash(prev_hash, event)
+        ids.append(event["id"])
+        seqs.append(seq)
+        prevs.append(prev_hash)
+        hashes.append(digest)
+        prev_hash = digest
+    if rows:
+        await conn.execute(
+            "UPDATE event e SET seq = v.seq, prev_hash = v.prev, hash = v.hash"
+            " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])"
+            " AS v(id, seq, prev, hash) WHERE e.id = v.id",
+            ids,
+            seqs,
+            prevs,
+            hashes,
+        )
+    checkpoint = await _checkpoint_if_due(
+        session, signer, seq, prev_hash, checkpoint_every, checkpoint_after
+    )
+    return Sealed(len(rows), seq, checkpoint)
+
+
+async def _checkpoint_if_due(
+    session: AsyncSession,
+    signer: Signer,
+    head_seq: int,
+    head_hash: bytes,
+    every: int,
+    after: timedelta,
+) -> Checkpoint | None:
+    if head_seq == 0:
+        return None
+    last = await latest_checkpoint(session)
+    now = utcnow()
+    if last is not None and (
+        last.seq == head_seq or (head_seq - last.seq < every and now - last.made_at < after)
+    ):
+        return None
+    return await make_checkpoint(session, signer, head_seq, head_hash, now)
+
+
+async def make_checkpoint(
+    session: AsyncSession, signer: Signer, seq: int, head_hash: bytes, now: datetime
+) -> Checkpoint:
+    await publish_key(session, signer.key_id, signer.public_key)
+    payload = checkpoint_payload(seq, head_hash, now, signer.key_id)
+    checkpoint = Checkpoint(
+        seq=seq,
+        head_hash=head_hash,
+        made_at=now,
+        key_id=signer.key_id,
+        payload=payload.decode(),
+        signature=signer.sign(payload),
+    )
+    session.add(checkpoint)
+    await session.flush()
+    return checkpoint
+
+
+async def latest_checkpoint(session: AsyncSession) -> Checkpoint | None:
+    return await session.scalar(select(Checkpoint).order_by(col(Checkpoint.seq).desc()).limit(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    from_seq: int
+    to_seq: int
+    events_checked: int
+    checkpoints_checked: int
+    head_seq: int
+    broken: Break | None
+
+    @property
+    def valid(self) -> bool:
+        return self.broken is None
+
+
+_SEALED = f"""
+SELECT {", ".join(SEALED_FIELDS)}, prev_hash, hash FROM event
+WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3
+"""  # noqa: S608 - the column names are constants
+
+
+async def verify_chain(
+    session: AsyncSession, from_seq: int = 1, to_seq: int | None = None, *, page: int = 10_000
+) -> Verification:
+    """Recompute the chain over [from_seq, to_seq] and check the checkpoints in it: the first
+    break found, with its reason (missing, reordered, edited, bad checkpoint signature)."""
+    conn = await driver(session)
+    head_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event") or 0
+    last = head_seq if to_seq is None else min(to_seq, head_seq)
+    start = await conn.fetchrow("SELECT hash FROM event WHERE seq = $1", from_seq - 1)
+    check = ChainCheck(from_seq, GENESIS if from_seq <= 1 or start is None else start["hash"])
+    checkpoints = (
+        await session.scalars(
+            select(Checkpoint)
+            .where(col(Checkpoint.seq).between(from_seq, last))
+            .order_by(col(Checkpoint.seq))
+        )
+    ).all()
+    watch = frozenset(c.seq for c in checkpoints)
+    cursor = from_seq
+    while cursor <= last and not check.broken:
+        rows = await conn.fetch(_SEALED, cursor, last, page)
+        if not rows:
+            break
+        check.feed((_row(r) for r in rows), watch)
+        cursor = rows[-1]["seq"] + 1
+    if not check.broken and check.expected <= last:
+        check.broken = Break(check.expected, "missing", f"no event has seq {check.expected}")
+    keys = {k.key_id: k.public_key for k in await published_keys(session)}
+    checked = 0
+    for checkpoint in checkpoints:
+        if check.broken and checkpoint.seq >= check.broken.seq:
+            break
+        problem = checkpoint_problem(checkpoint, keys, check.hashes.get(checkpoint.seq))
+        if problem:
+            check.broken = Break(checkpoint.seq, *problem)
+            break
+        checked += 1
+    return Verification(from_seq, last, check.checked, checked, head_seq, check.broken)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    type: str | None = None
+    enterprise_id: uuid.UUID | None = None
+    facility_id: uuid.UUID | None = None
+    lot_id: uuid.UUID | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+
+
+def event_visible_to(actor: Actor) -> ColumnElement[bool]:
+    """Enterprises see the events that touch them; authorities those touching a region of their
+    jurisdiction; platform admins everything."""
+    if actor.is_platform_admin:
+        return true()
+    if actor.enterprise_id is not None:
+        return col(Event.enterprise_ids).contains([actor.enterprise_id])
+    if actor.jurisdiction is not None:
+        region = func.unnest(col(Event.region_codes)).table_valued("code").alias("region")
+        return exists(
+            select(1).select_from(region).where(region.c.code.startswith(actor.jurisdiction))
+        )
+    return false()
+
+
+async def list_events(
+    session: AsyncSession, actor: Actor, where: EventFilter, *, after_seq: int, limit: int
+) -> tuple[Sequence[Event], int | None]:
+    """Sealed events the caller may see, in sequence order from `after_seq`; and the seq to
+    continue after, if there may be more."""
+    query = select(Event).where(
+        col(Event.seq) > after_seq, col(Event.seq).is_not(None), event_visible_to(actor)
+    )
+    if where.type is not None:
+        query = query.where(col(Event.type) == where.type)
+    if where.enterprise_id is not None:
+        query = query.where(col(Event.enterprise_ids).contains([where.enterprise_id]))
+    if where.facility_id is not None:
+        query = query.where(col(Event.facility_ids).contains([where.facility_id]))
+    if where.lot_id is not None:
+        query = query.where(col(Event.lot_ids).contains([where.lot_id]))
+    if where.occurred_from is not None:
+        query = query.where(col(Event.occurred_at) >= where.occurred_from)
+    if where.occurred_to is not None:
+        query = query.where(col(Event.occurred_at) < where.occurred_to)
+    rows = (await session.scalars(query.order_by(col(Event.seq)).limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].seq if more else None)

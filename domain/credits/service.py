@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from domain.actor import Actor, Role
 from domain.audit import service as audit
+from domain.audit.service import Signer
 from domain.base import utcnow
 from domain.credits.models import Certificate, CreditAccount, CreditEntry, CreditTranche
 from domain.credits.rules import (
@@ -45,18 +46,6 @@ from domain.pagination import Page, keyset_page
 from domain.registry.models import Enterprise, Facility
 from domain.registry.rules import Status
 from domain.registry.service import EnterpriseSuspended, get_enterprise
-
-
-class Signer(Protocol):
-    """Signs certificate payloads with the platform's current key (Ed25519 in `integrations`)."""
-
-    @property
-    def key_id(self) -> str: ...
-
-    @property
-    def public_key(self) -> bytes: ...
-
-    def sign(self, message: bytes) -> bytes: ...
 
 
 class InsufficientCredits(Conflict):

@@ -1,0 +1,63 @@
+"""Background work of the service: the audit sealer (issue 6), run in the API process and in
+`scrapflow worker`. An advisory lock in the database lets only one sealer work at a time, so any
+number of processes may run it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.audit import service as audit
+from domain.audit.service import Signer
+from integrations.settings import Settings
+
+log = logging.getLogger("scrapflow.worker")
+BATCH = 5000
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def seal_once(
+    sessionmaker: async_sessionmaker[AsyncSession], signer: Signer, settings: Settings
+) -> audit.Sealed:
+    async with sessionmaker() as session:
+        sealed = await audit.seal(
+            session,
+            signer,
+            limit=BATCH,
+            checkpoint_every=settings.checkpoint_every_events,
+            checkpoint_after=timedelta(seconds=settings.checkpoint_every_seconds),
+        )
+        await session.commit()
+    return sealed
+
+
+async def sealing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    signer: Signer,
+    settings: Settings,
+    stop: asyncio.Event,
+) -> None:
+    """Seal until `stop` is set: at once while there is a backlog, else every interval. A failure
+    (the database restarting, say) is logged and retried with backoff, never fatal."""
+    backoff = settings.seal_interval_seconds
+    while not stop.is_set():
+        try:
+            sealed = await seal_once(sessionmaker, signer, settings)
+        except Exception:
+            log.warning("sealing failed; retrying in %.1f s", backoff, exc_info=True)
+            await _pause(stop, backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        backoff = settings.seal_interval_seconds
+        if sealed.count:
+            log.debug("sealed %d events, head %d", sealed.count, sealed.head_seq)
+        if sealed.count < BATCH:
+            await _pause(stop, settings.seal_interval_seconds)
