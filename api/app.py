@@ -31,6 +31,8 @@ from api.routes import (
     lots,
     principals,
     reference,
+    registers,
+    reports,
     shipments,
     transformations,
 )
@@ -132,7 +134,6 @@ def create_app(
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
-        audit_routes,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
