@@ -134,6 +134,7 @@ def create_app(
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
+        audit_routes, registers, reports,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
