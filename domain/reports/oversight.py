@@ -88,12 +88,12 @@ class Flows:
 _FLOWS = """
 SELECT left(s.from_region, CASE WHEN s.from_region LIKE '52%' THEN :digits ELSE 2 END),
        left(s.to_region, CASE WHEN s.to_region LIKE '52%' THEN :digits ELSE 2 END),
-       i.metal, count(DISTINCT s.id), sum(i.dispatched_g),
+       l.metal, count(DISTINCT s.id), sum(i.dispatched_g),
        coalesce(sum(i.received_g - coalesce(i.refused_g, 0)), 0)
-FROM shipment s JOIN shipment_item i ON i.shipment_id = s.id
+FROM shipment s JOIN shipment_item i ON i.shipment_id = s.id JOIN lot l ON l.id = i.lot_id
 WHERE s.status <> 'cancelled' AND s.dispatched_at >= :from AND s.dispatched_at < :to
   AND (s.from_region LIKE :j OR s.to_region LIKE :j)
-  AND (CAST(:metal AS text) IS NULL OR i.metal = :metal)
+  AND (CAST(:metal AS text) IS NULL OR l.metal = :metal)
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
 
