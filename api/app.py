@@ -34,6 +34,7 @@ from api.routes import (
     registers,
     reports,
     shipments,
+    statements,
     transformations,
 )
 from api.schemas.lots import LotBatchCreate
@@ -134,7 +135,7 @@ def create_app(
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
-        audit_routes, registers, reports,
+        audit_routes, registers, statements, reports,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -42,6 +42,7 @@ class Lot(SQLModel, table=True):
         Index("ix_lot_enterprise_ids", "enterprise_ids", postgresql_using="gin"),
         Index("ix_lot_region_prefixes", "region_prefixes", postgresql_using="gin"),
         Index("ix_lot_parent", "parent_lot_id", postgresql_where=text("parent_lot_id IS NOT NULL")),
+        Index("ix_lot_registered", "registered_facility_id", "registered_at"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

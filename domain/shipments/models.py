@@ -35,6 +35,8 @@ class Shipment(SQLModel, table=True):
         CheckConstraint("from_facility_id <> to_facility_id", name="moves_somewhere"),
         Index("ix_shipment_sender", "sender_enterprise_id", "id"),
         Index("ix_shipment_receiver", "receiver_enterprise_id", "id"),
+        Index("ix_shipment_to_received", "to_facility_id", "received_at"),
+        Index("ix_shipment_from_dispatched", "from_facility_id", "dispatched_at"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

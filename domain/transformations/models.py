@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Numeric, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Numeric, Uuid
 from sqlmodel import Field, SQLModel
 
 from domain.base import timestamp
@@ -26,6 +26,7 @@ class Transformation(SQLModel, table=True):
     __tablename__ = "transformation"
     __table_args__ = (
         CheckConstraint("input_g + primary_g = output_g + loss_g", name="mass_balance"),
+        Index("ix_transformation_facility_ended", "facility_id", "ended_at"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
