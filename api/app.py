@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import problems, worker
 from api.deps import PrincipalCache
+from api.limits import Limits
 from api.middleware import RequestContext
 from api.routes import (
     audit as audit_routes,
@@ -154,5 +155,6 @@ def create_app(
             ],
             expose_headers=["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"],
         )
+    app.add_middleware(Limits, settings=settings)
     app.add_middleware(RequestContext)
     return app

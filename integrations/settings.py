@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     seal_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_every_events: int = Field(default=10_000, ge=1)
     checkpoint_every_seconds: float = Field(default=300, gt=0)
+    # Limits at the door (0 disables a rate). Rates are per server process.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_body_bytes: int = Field(default=16_777_216, ge=1024)  # 5,000 lots fit well
+    rate_per_principal: float = Field(default=3000, ge=0)  # requests per second per credential
+    rate_burst_principal: float = Field(default=3000, ge=1)
+    rate_per_ip_public: float = Field(default=20, ge=0)  # public and login endpoints, per address
+    rate_burst_ip_public: float = Field(default=60, ge=1)
 
     idempotency_ttl_hours: int = 24
     # How long a credential's principal is remembered in memory; other processes of the service
