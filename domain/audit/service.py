@@ -191,9 +191,12 @@ async def seal(
     than every transaction still running, so no event can later appear before a sealed one.
     Each gets the next sequence number and a hash chained to the one before it; a signed
     checkpoint follows every `checkpoint_every` events or `checkpoint_after`."""
-    conn = await driver(session)
-    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEALER_LOCK):
+    # Through the session, not the driver: this is what begins the transaction, and the lock
+    # (and the head read below) must be in it. On the bare driver connection no BEGIN has been
+    # sent yet, so each statement would commit on its own and release the lock at once.
+    if not await session.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK))):
         return Sealed(0, 0, None)  # another process is sealing
+    conn = await driver(session)
     head = await conn.fetchrow(
         "SELECT seq, hash FROM event WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
     )
@@ -294,7 +297,11 @@ async def verify_chain(
     break found, with its reason (missing, reordered, edited, bad checkpoint signature)."""
     conn = await driver(session)
     head_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event") or 0
-    last = head_seq if to_seq is None else min(to_seq, head_seq)
+    # A checkpoint beyond the last event still names events that must be there: events deleted
+    # from the end are missing, not a shorter chain.
+    checkpointed = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM audit_checkpoint") or 0
+    top = max(head_seq, checkpointed)
+    last = top if to_seq is None else min(to_seq, top)
     start = await conn.fetchrow("SELECT hash FROM event WHERE seq = $1", from_seq - 1)
     check = ChainCheck(from_seq, GENESIS if from_seq <= 1 or start is None else start["hash"])
     checkpoints = (
