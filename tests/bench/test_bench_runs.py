@@ -1,11 +1,11 @@
-"""A CI-sized run of the registration benchmark, so that it never rots. No thresholds: the
-figures only mean something at full size on a quiet machine (`make bench`)."""
+"""CI-sized runs of the benchmarks (registration, lineage, reads), so that they never rot. No
+thresholds: the figures only mean something at full size on a quiet machine (`make bench`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.bench import lineage, run
+from tests.bench import lineage, reads, run
 
 
 @pytest.mark.e2e
@@ -27,3 +27,17 @@ def test_the_lineage_benchmark_runs_end_to_end() -> None:
     assert row["sources"] == 625
     assert row["ancestors"] == 625 + 125 + 25 + 5 + 1
     assert row["kg_balance_ok"]
+
+
+@pytest.mark.e2e
+def test_the_read_benchmark_runs_end_to_end() -> None:
+    result = reads.main(["--small", "2000", "--large", "20000", "--repeat", "5"])
+    info = result["info"]
+    assert info["small_lots"] < 2_100 and info["large_lots"] > 19_000
+    assert info["month_lots"] > 0 and info["month_melts"] > 0
+    for name, row in result["rows"].items():
+        for size in ("small", "large"):
+            answered = row[size]["status"]
+            if name.startswith("statement") and answered == "not available":
+                continue  # the route is not on this branch yet
+            assert answered == 200, (name, size, row[size])
