@@ -9,6 +9,7 @@ from domain.reference import models as reference_models
 from domain.registry import models as registry_models
 from domain.shipments import models as shipment_models
 from domain.transformations import models as transformation_models
+from domain.webhooks import models as webhook_models
 
 __all__ = [
     "audit_models",
@@ -20,4 +21,5 @@ __all__ = [
     "registry_models",
     "shipment_models",
     "transformation_models",
+    "webhook_models",
 ]

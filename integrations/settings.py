@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     rate_per_ip_public: float = Field(default=20, ge=0)  # public and login endpoints, per address
     rate_burst_ip_public: float = Field(default=60, ge=1)
 
+    # Webhooks: destinations in private, loopback, link-local or reserved ranges are refused
+    # unless allowed (tests, or a relay inside a private network); the relay runs in the API
+    # process too (else only in `scrapflow worker`). An endpoint is disabled after
+    # `webhook_disable_after_failures` failed attempts in a row spanning more than
+    # `webhook_disable_after_hours`; retries wait by `webhook_retry_schedule_seconds` (the last
+    # step repeats) or longer when the receiver's Retry-After says so.
+    webhook_allow_private_destinations: bool = False
+    webhook_relay_in_api: bool = True
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_disable_after_failures: int = Field(default=10, ge=1)
+    webhook_disable_after_hours: float = Field(default=24.0, ge=0)
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default=[5.0, 30.0, 120.0, 600.0, 3600.0], min_length=1
+    )
+    webhook_relay_interval_seconds: float = Field(default=0.5, gt=0)
+    webhook_relay_concurrency: int = Field(default=16, ge=1)  # subscriptions sent to at once
+
     idempotency_ttl_hours: int = 24
     # How long a credential's principal is remembered in memory; other processes of the service
     # see a revocation or suspension within this many seconds (0 disables the cache).
