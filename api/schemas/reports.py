@@ -126,8 +126,9 @@ class PretreatmentOut(BaseModel):
 
 
 class HandlingOut(BaseModel):
-    """Scrap accepted at the enterprise's facilities (receipts in the period: received − refused)
-    and what went into its pretreatment runs that ended in the period."""
+    """Scrap accepted at the enterprise's facilities (receipts in the period: received − refused,
+    transfers between its own facilities included) and what went into its pretreatment runs that
+    ended in the period."""
 
     received_kg: KilogramsOut
     received_by_category_and_channel: list[TallyOut]
