@@ -352,7 +352,7 @@ def event_visible_to(actor: Actor) -> ColumnElement[bool]:
     if actor.enterprise_id is not None:
         return col(Event.enterprise_ids).contains([actor.enterprise_id])
     if actor.jurisdiction is not None:
-        region = func.unnest(col(Event.region_codes)).table_valued("code").alias("region")
+        region = func.unnest(col(Event.region_codes)).table_valued("code").render_derived("region")
         return exists(
             select(1).select_from(region).where(region.c.code.startswith(actor.jurisdiction))
         )
