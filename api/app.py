@@ -37,6 +37,7 @@ from api.routes import (
     shipments,
     statements,
     transformations,
+    webhooks,
 )
 from api.schemas.lots import LotBatchCreate
 from api.tokens import TokenIssuer
@@ -46,6 +47,7 @@ from integrations.secrets import file_secret
 from integrations.settings import Settings
 from integrations.signing import load_signer
 from integrations.vault import AesGcmVault, decode_key
+from integrations.webhooks import relaying
 
 DESCRIPTION = """
 The system of record for recycled aluminium and copper in Guizhou: enterprises and facilities,
@@ -97,10 +99,17 @@ def create_app(
             if settings.sealer_in_api
             else None
         )
+        relay = (
+            asyncio.create_task(relaying(app.state.sessionmaker, app.state.vault, settings, stop))
+            if settings.webhook_relay_in_api
+            else None
+        )
         yield
         stop.set()
         if sealer is not None:
             await sealer
+        if relay is not None:
+            await relay
         await engine.dispose()
 
     app = FastAPI(
@@ -137,6 +146,7 @@ def create_app(
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
         audit_routes, registers, statements, reports,
+        webhooks,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -135,24 +135,32 @@ def serve(
 
 @app.command("worker")
 def run_worker() -> None:
-    """Background work without the API: the audit sealer and its signed checkpoints. Any number
-    of workers and API processes may run; one seals at a time. Stops on Ctrl-C or SIGTERM."""
+    """Background work without the API: the audit sealer and its signed checkpoints, and the
+    webhook relay. Any number of workers and API processes may run; one seals at a time, and one
+    relays to each webhook at a time. Stops on Ctrl-C or SIGTERM."""
     from api import worker
     from integrations.database import create_engine, session_factory
+    from integrations.vault import load_vault
+    from integrations.webhooks import relaying
 
     settings = get_settings()
     configure_logging(settings.log_level)
     signer = signing.load_signer(settings)
+    vault = load_vault(settings)
 
     async def work() -> None:
-        engine = create_engine(url, pool_size=2)
+        engine = create_engine(url, pool_size=4)
+        sessionmaker = session_factory(engine)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            log.info("worker started: sealing the audit trail")
-            await worker.sealing(session_factory(engine), signer, settings, stop)
+            log.info("worker started: sealing the audit trail, relaying webhooks")
+            await asyncio.gather(
+                worker.sealing(sessionmaker, signer, settings, stop),
+                relaying(sessionmaker, vault, settings, stop),
+            )
         finally:
             await engine.dispose()
 

@@ -10,6 +10,9 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from integrations.secrets import file_secret
+from integrations.settings import Settings
+
 NONCE = 12
 
 
@@ -39,3 +42,12 @@ def decode_key(value: str) -> bytes:
     """A 32-byte key given in settings as base64 (standard or URL-safe)."""
     padded = value + "=" * (-len(value) % 4)
     return base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+
+
+def load_vault(settings: Settings) -> AesGcmVault:
+    """The vault of the settings' key, else of the 0600 key file in the data folder."""
+    return AesGcmVault.from_secret(
+        decode_key(settings.seller_key.get_secret_value())
+        if settings.seller_key
+        else file_secret(settings.data_dir / "keys" / "seller.key")
+    )
