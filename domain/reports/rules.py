@@ -7,7 +7,7 @@ tCO2e/t (= kgCO2e/kg), freight factors in kgCO2e/t-km."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from domain.lots.rules import Metal
@@ -58,6 +58,16 @@ def share_percent(part_g: int, whole_g: int) -> Decimal | None:
     if whole_g == 0:
         return None
     return (Decimal(part_g) * 100 / Decimal(whole_g)).quantize(PERCENT, rounding=ROUND_HALF_EVEN)
+
+
+# A period lies within these bounds: far enough apart for any real question, and clear of the
+# ends of the datetime range once time zones are applied.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def out_of_range(moment: datetime) -> bool:
+    return not EARLIEST <= moment <= LATEST
 
 
 def twelve_months_before(moment: datetime) -> datetime:

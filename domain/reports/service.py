@@ -29,10 +29,13 @@ from domain.reference.service import emission_factors
 from domain.registry.models import Enterprise
 from domain.registry.service import get_enterprise
 from domain.reports.rules import (
+    EARLIEST,
     FREIGHT_FACTOR,
+    LATEST,
     PRIMARY_FACTOR,
     RECYCLED_FACTOR,
     avoided_emissions_kg,
+    out_of_range,
     share_percent,
     tonne_km,
     transport_emissions_kg,
@@ -43,7 +46,7 @@ from domain.transformations.rules import SMELTING
 
 class InvalidPeriod(InvalidInput):
     code = "invalid_period"
-    title = "The period is empty or reversed"
+    title = "The period is not valid"
 
 
 # --- the statement ----------------------------------------------------------------------------
@@ -372,6 +375,12 @@ async def statement(
     or one of its facilities, and platform admins; to anyone else it does not exist (404)."""
     enterprise = await get_enterprise(session, actor, enterprise_id)
     now = utcnow()
+    for name, moment in (("from", period_from), ("to", period_to)):
+        if moment is not None and out_of_range(moment):
+            raise InvalidPeriod(
+                f"{name} must lie between {EARLIEST.date()} and {LATEST.date()}",
+                errors=[{"pointer": f"/{name}", "detail": "out of range", "location": "query"}],
+            )
     end = period_to or now
     start = period_from or twelve_months_before(end)
     if start >= end:

@@ -724,6 +724,7 @@ async def test_everyone_else_gets_the_404_of_a_missing_enterprise(chain: Chain) 
             "invalid_period",
             "/from",
         ),
+        ({"to": "0001-01-01T00:00:00+14:00"}, "invalid_period", "/to"),  # outside 1900-9000
         ({"from": "2026-11-01T00:00:00"}, "validation_failed", "/from"),  # no offset
         ({"to": "yesterday"}, "validation_failed", "/to"),
         ({"metal": "iron"}, "validation_failed", "/metal"),
