@@ -27,6 +27,7 @@ from api.routes import (
     credits,
     discrepancies,
     enterprises,
+    epcis,
     facilities,
     health,
     lots,
@@ -145,7 +146,7 @@ def create_app(
     routers = (
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
-        audit_routes, registers, statements, reports,
+        audit_routes, registers, statements, reports, epcis,
         webhooks,
     )  # fmt: skip
     for module in routers:
