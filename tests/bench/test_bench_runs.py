@@ -41,3 +41,6 @@ def test_the_read_benchmark_runs_end_to_end() -> None:
             if name.startswith("statement") and answered == "not available":
                 continue  # the route is not on this branch yet
             assert answered == 200, (name, size, row[size])
+    lineage = result["rows"]["lineage upstream (product)"]
+    assert lineage["small"]["kg_balance_ok"] and lineage["large"]["kg_balance_ok"]
+    assert lineage["small"]["ancestors"] == lineage["large"]["ancestors"] == 3 + 3 * 20
