@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from domain.lots.rules import Composition, split_composition
+from domain.lots.rules import Composition, apportion, split_composition
 
 ACCOUNTING_PERIOD_DAYS = 365  # credits expire after 12 months unless settings say otherwise
 
@@ -68,6 +68,31 @@ def recycled_of(composition: Composition) -> dict[RecycledClass, int]:
         RecycledClass.pre_consumer: composition.pre_consumer_g,
     }
     return {c: g for c, g in earned.items() if g > 0}
+
+
+def earned(
+    products: Sequence[Composition], taken: Composition, from_products: Composition
+) -> list[dict[RecycledClass, int]]:
+    """What each product of a run earns, by class: its recycled grams, less their share that came
+    from product inputs (`from_products` of all `taken`), which were credited when those products
+    were made: a kilogram is credited once. Rounded down per class, then shared out to the gram
+    in proportion to the products' recycled grams (classes with none are left out)."""
+    shares: list[dict[RecycledClass, int]] = [{} for _ in products]
+    for recycled_class in RecycledClass:
+        grams = [_of(p, recycled_class) for p in products]
+        pooled = _of(taken, recycled_class)
+        new = pooled - _of(from_products, recycled_class)
+        fresh = sum(grams) * new // pooled if pooled else 0
+        for share, g in zip(shares, apportion([fresh, sum(grams) - fresh], grams)[0], strict=True):
+            if g > 0:
+                share[recycled_class] = g
+    return shares
+
+
+def _of(composition: Composition, recycled_class: RecycledClass) -> int:
+    if recycled_class is RecycledClass.post_consumer:
+        return composition.post_consumer_g
+    return composition.pre_consumer_g
 
 
 def proportional_claim(composition: Composition, mass_g: int) -> Claim:

@@ -22,6 +22,7 @@ from domain.actor import Actor, Role
 from domain.audit import service as audit
 from domain.audit.service import Signer
 from domain.base import utcnow
+from domain.credits import rules
 from domain.credits.models import Certificate, CreditAccount, CreditEntry, CreditTranche
 from domain.credits.rules import (
     CertificateStatus,
@@ -36,7 +37,6 @@ from domain.credits.rules import (
     mass_balance_claim,
     percent,
     proportional_claim,
-    recycled_of,
 )
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.lots.models import Lot
@@ -185,10 +185,18 @@ async def credit_products(
     enterprise_id: uuid.UUID,
     products: Sequence[Lot],
     period_days: int,
+    *,
+    taken: Composition,
+    taken_from_products: Composition,
 ) -> None:
     """A run made products: their recycled grams are credited to the producer, one tranche per
-    product and class, expiring after the accounting period."""
-    earned = [(lot, c, g) for lot in products for c, g in recycled_of(_composition(lot)).items()]
+    product and class, expiring after the accounting period. What the run took from product lots
+    (`taken_from_products` of all it `taken`) was credited when those were made, and is not
+    credited again."""
+    shares = rules.earned([_composition(lot) for lot in products], taken, taken_from_products)
+    earned = [
+        (lot, c, g) for lot, share in zip(products, shares, strict=True) for c, g in share.items()
+    ]
     if not earned:
         return
     now = utcnow()
@@ -378,6 +386,29 @@ async def _certified_g(session: AsyncSession, lot_id: uuid.UUID) -> int:
     return int(total or 0)
 
 
+async def _left_to_claim(session: AsyncSession, lot: Lot) -> Composition:
+    """The lot's composition less what its valid proportional certificates claimed of it (their
+    unclaimed mass counted as primary): shares of the rest add up to the lot, to the gram."""
+    mass, post, pre = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(col(Certificate.mass_g)), 0),
+                func.coalesce(func.sum(col(Certificate.claimed_post_consumer_g)), 0),
+                func.coalesce(func.sum(col(Certificate.claimed_pre_consumer_g)), 0),
+            ).where(
+                col(Certificate.lot_id) == lot.id,
+                col(Certificate.status) == CertificateStatus.valid,
+                col(Certificate.method) == Method.proportional,
+            )
+        )
+    ).one()
+    return Composition(
+        max(lot.post_consumer_g - int(post), 0),
+        max(lot.pre_consumer_g - int(pre), 0),
+        max(lot.primary_g - (int(mass) - int(post) - int(pre)), 0),
+    )
+
+
 async def _draw(
     session: AsyncSession,
     accounts: dict[RecycledClass, CreditAccount],
@@ -491,7 +522,8 @@ async def issue_certificate(
     now = utcnow()
     accounts = await _lock_accounts(session, debited_id, lot.metal)
     await _expire(session, accounts, debited_id, lot.metal, now)
-    claim = _claim(request, lot, mass_g, accounts)
+    left = await _left_to_claim(session, lot) if request.method is Method.proportional else None
+    claim = _claim(request, lot, mass_g, accounts, left)
     if claim.total_g == 0:
         raise InvalidInput(f"lot {lot.code} holds no recycled metal to certify")
     movements = await _draw(session, accounts, claim, lot.id, now)
@@ -566,15 +598,21 @@ async def issue_certificate(
 
 
 def _claim(
-    request: Issue, lot: Lot, mass_g: int, accounts: dict[RecycledClass, CreditAccount]
+    request: Issue,
+    lot: Lot,
+    mass_g: int,
+    accounts: dict[RecycledClass, CreditAccount],
+    left: Composition | None,
 ) -> Claim:
+    """`left`: for a proportional claim, what of the lot's composition is not claimed yet."""
     if request.method is Method.proportional:
         if request.claimed_g is not None or request.recycled_class is not None:
             raise InvalidInput(
                 "a proportional certificate claims the lot's own composition: leave out"
                 " claimed_recycled_kg and recycled_class"
             )
-        return proportional_claim(_composition(lot), mass_g)
+        assert left is not None
+        return proportional_claim(left, mass_g)
     if request.claimed_g is None:
         raise InvalidInput(
             "a mass-balance certificate states claimed_recycled_kg",
@@ -588,12 +626,14 @@ def _claim(
     balances = {c: a.balance_g for c, a in accounts.items()}
     claim = mass_balance_claim(request.claimed_g, balances, request.recycled_class)
     if claim is None:
-        which = request.recycled_class.value if request.recycled_class else "recycled"
+        only = request.recycled_class
+        which = only.value if only else "recycled"
+        held = balances.get(only, 0) if only else sum(balances.values())  # what the claim may use
         raise InsufficientCredits(
             f"the claim needs {kg(request.claimed_g)} kg of {which} {lot.metal} credits;"
-            f" the balance holds {kg(sum(balances.values()))} kg",
+            f" the balance holds {kg(held)} kg",
             needed_kg=float(kg(request.claimed_g)),
-            balance_kg=float(kg(sum(balances.values()))),
+            balance_kg=float(kg(held)),
         )
     return claim
 

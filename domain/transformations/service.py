@@ -340,10 +340,29 @@ async def record(
         payload=_recorded_payload(transformation, inputs, primaries, outputs, losses),
     )
     products = [lot for lot in outputs if lot.kind == LotKind.product]
+    from_products = [
+        part
+        for take, part in zip(run.inputs, taken, strict=True)
+        if lots[take.lot_id].kind == LotKind.product
+    ]
     await credits.credit_products(
-        session, transformation.id, facility.enterprise_id, products, credit_period_days
+        session,
+        transformation.id,
+        facility.enterprise_id,
+        products,
+        credit_period_days,
+        taken=_sum(taken),
+        taken_from_products=_sum(from_products),
     )
     return Recorded(transformation, inputs, primaries, outputs, losses)
+
+
+def _sum(parts: Sequence[Composition]) -> Composition:
+    return Composition(
+        sum(p.post_consumer_g for p in parts),
+        sum(p.pre_consumer_g for p in parts),
+        sum(p.primary_g for p in parts),
+    )
 
 
 def _composition(lot: Lot) -> Composition:
