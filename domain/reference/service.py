@@ -168,6 +168,8 @@ async def publish_emission_factors(
         "emission_factors.published",
         subject_type="emission_factor_set",
         subject_id=str(version),
+        # The publishing authority's own audit view finds it through its jurisdiction.
+        region_codes=[actor.jurisdiction] if actor.jurisdiction else [],
         payload={
             "version": version,
             "previous_version": previous_set.version,

@@ -855,13 +855,14 @@ async def test_publishing_carries_over_keys_not_given_and_records_an_event(
     event = (
         await session.execute(
             text(
-                "SELECT subject_id, actor_authority_id, payload FROM event"
+                "SELECT subject_id, actor_authority_id, region_codes, payload FROM event"
                 " WHERE type = 'emission_factors.published'"
             )
         )
     ).one()
     assert event.subject_id == str(version)
     assert event.actor_authority_id == world.province_authority
+    assert event.region_codes == ["52"]
     assert event.payload["previous_version"] == before["version"]
     assert [f["key"] for f in event.payload["factors"]] == [
         "primary_aluminium_china",
