@@ -39,6 +39,7 @@ from api.routes import (
     statements,
     transformations,
     webhooks,
+    weighbridge,
 )
 from api.schemas.lots import LotBatchCreate
 from api.tokens import TokenIssuer
@@ -147,6 +148,7 @@ def create_app(
         lots, shipments, transformations, discrepancies, health, auth, enterprises,
         facilities, authorities, principals, reference, certificates, credits,
         audit_routes, registers, statements, reports, epcis,
+        weighbridge,
         webhooks,
     )  # fmt: skip
     for module in routers:

@@ -7,8 +7,9 @@ import binascii
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,6 +23,8 @@ from domain.identity import service as identity
 from domain.identity.rules import API_KEY_PREFIX, secret_hash
 from integrations.logging import request_id_var
 from integrations.settings import Settings
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain functions in a
 # thread pool, a costly hop on every request.
@@ -94,7 +97,20 @@ async def current_actor(
         principal = cache.get(key) or cache.put(
             key, await identity.principal_for_user(session, user_id)
         )
+    if principal.actor.role is Role.device and not _devices_allowed(request):
+        raise Forbidden("a weighbridge device key may only post weighbridge tickets")
     return replace(principal.actor, request_id=request_id_var.get())
+
+
+def for_devices(endpoint: _Endpoint) -> _Endpoint:
+    """Marks a route that weighbridge device keys may call; they may call nothing else."""
+    endpoint.devices_allowed = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _devices_allowed(request: Request) -> bool:
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    return getattr(endpoint, "devices_allowed", False) is True
 
 
 async def forget_principals(request: Request) -> None:

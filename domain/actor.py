@@ -22,6 +22,8 @@ class Role(StrEnum):
     # authority roles; a supervisor also manages its authority's users and keys
     inspector = "inspector"
     supervisor = "supervisor"
+    # a weighbridge's API key: bound to one facility of its enterprise, posts tickets only
+    device = "device"
 
 
 ENTERPRISE_ROLES = frozenset({Role.admin, Role.operator, Role.viewer})
@@ -39,6 +41,8 @@ class Actor:
     jurisdiction: str | None = None
     request_id: str | None = None
     enterprise_active: bool = True
+    # The one facility a device key acts for; None for everyone else.
+    facility_id: uuid.UUID | None = None
 
     @property
     def is_platform_admin(self) -> bool:

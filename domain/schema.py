@@ -10,6 +10,7 @@ from domain.registry import models as registry_models
 from domain.shipments import models as shipment_models
 from domain.transformations import models as transformation_models
 from domain.webhooks import models as webhook_models
+from domain.weighbridge import models as weighbridge_models
 
 __all__ = [
     "audit_models",
@@ -22,4 +23,5 @@ __all__ = [
     "shipment_models",
     "transformation_models",
     "webhook_models",
+    "weighbridge_models",
 ]

@@ -93,6 +93,7 @@ async def create_api_key(
         role=body.role,
         expires_at=body.expires_at,
         owner=identity.Owner(body.enterprise_id, body.authority_id),
+        facility_id=body.facility_id,
     )
     response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
     return ApiKeyCreated.model_validate({**key.model_dump(), "secret": secret})

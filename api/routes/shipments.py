@@ -110,7 +110,7 @@ async def receive(
         lines=[
             shipments.ReceiptLine(
                 lot_id=item.lot_id,
-                received_g=kg_to_g(item.received_kg),
+                received_g=None if item.received_kg is None else kg_to_g(item.received_kg),
                 refused_g=kg_to_g(item.refused_kg),
                 refusal_reason=item.refusal_reason,
             )

@@ -60,6 +60,11 @@ class ApiKeyCreate(Owner):
     name: Name
     role: Role
     expires_at: AwareDatetime | None = None
+    facility_id: uuid.UUID | None = Field(
+        default=None,
+        description="For role device only (a weighbridge): the facility of the enterprise whose "
+        "tickets the key posts. A device key can do nothing else.",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -70,7 +75,13 @@ class ApiKeyCreate(Owner):
                     "role": "operator",
                     "enterprise_id": "01936f1e-8d4a-7c3e-9a51-2b7c1d0e4f55",
                     "expires_at": "2027-12-31T23:59:59+08:00",
-                }
+                },
+                {
+                    "name": "gate weighbridge 1",
+                    "role": "device",
+                    "enterprise_id": "01936f1e-8d4a-7c3e-9a51-2b7c1d0e4f55",
+                    "facility_id": "01936f1e-9b2c-7d11-8e20-5f3a9c1b2d44",
+                },
             ]
         },
     )
@@ -85,6 +96,7 @@ class ApiKeyOut(BaseModel):
     role: Role
     enterprise_id: uuid.UUID | None
     authority_id: uuid.UUID | None
+    facility_id: uuid.UUID | None = Field(default=None, description="Device keys' facility")
     expires_at: datetime | None
     revoked_at: datetime | None
     created_at: datetime

@@ -53,7 +53,11 @@ class ShipmentCreate(Strict):
 
 class ReceiptItemIn(Strict):
     lot_id: uuid.UUID
-    received_kg: Kilograms = Field(description="Weighed at the gate; more than 0")
+    received_kg: Kilograms | None = Field(
+        default=None,
+        description="Weighed at the gate; more than 0. May be left out of the one item of a "
+        "receipt that names a weighbridge ticket: the ticket's net mass is taken",
+    )
     refused_kg: Kilograms = Decimal(0)
     refusal_reason: (
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None
@@ -62,7 +66,13 @@ class ReceiptItemIn(Strict):
 
 class ReceiptIn(Strict):
     received_at: AwareDatetime | None = None
-    weighbridge_ticket_no: Annotated[str, StringConstraints(max_length=64)] | None = None
+    weighbridge_ticket_no: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="A ticket posted by the receiving facility's weighbridge: a single lot takes "
+        "its net mass (a stated received_kg must equal it), several lots must sum to it; a "
+        "ticket weighs one receipt only (409). A number the facility has no ticket for is kept "
+        "as written.",
+    )
     items: list[ReceiptItemIn] = Field(min_length=1, max_length=500)
 
 

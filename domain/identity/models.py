@@ -17,6 +17,10 @@ _ADMIN_HAS_NO_OWNER = CheckConstraint(
     "(role = 'platform_admin') = (enterprise_id IS NULL AND authority_id IS NULL)",
     name="owner_matches_role",
 )
+# A weighbridge device key acts for exactly one facility, and only device keys have one.
+_DEVICE_HAS_FACILITY = CheckConstraint(
+    "(role = 'device') = (facility_id IS NOT NULL)", name="device_has_facility"
+)
 
 
 def _owner(table: str) -> Column[uuid.UUID]:
@@ -40,7 +44,7 @@ class User(SQLModel, table=True):
 
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_key"
-    __table_args__ = (_ONE_OWNER, _ADMIN_HAS_NO_OWNER)
+    __table_args__ = (_ONE_OWNER, _ADMIN_HAS_NO_OWNER, _DEVICE_HAS_FACILITY)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     name: str = Field(max_length=200)
@@ -50,6 +54,7 @@ class ApiKey(SQLModel, table=True):
     role: str = Field(max_length=32)
     enterprise_id: uuid.UUID | None = Field(default=None, sa_column=_owner("enterprise"))
     authority_id: uuid.UUID | None = Field(default=None, sa_column=_owner("authority"))
+    facility_id: uuid.UUID | None = Field(default=None, sa_column=_owner("facility"))
     created_by: uuid.UUID | None = None
     expires_at: datetime | None = Field(default=None, sa_column=timestamp())
     revoked_at: datetime | None = Field(default=None, sa_column=timestamp())

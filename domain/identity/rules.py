@@ -59,7 +59,7 @@ def display_prefix(api_key: str) -> str:
 
 def role_fits_owner(role: Role, *, enterprise: bool, authority: bool) -> bool:
     if enterprise:
-        return role in ENTERPRISE_ROLES
+        return role in ENTERPRISE_ROLES or role is Role.device
     if authority:
         return role in AUTHORITY_ROLES
     return role is Role.platform_admin

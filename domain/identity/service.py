@@ -29,7 +29,7 @@ from domain.identity.rules import (
     secret_hash,
 )
 from domain.pagination import Page, keyset_page
-from domain.registry.models import Authority, Enterprise
+from domain.registry.models import Authority, Enterprise, Facility
 from domain.registry.service import get_authority, get_enterprise
 
 _hasher = PasswordHasher()
@@ -80,6 +80,7 @@ def _actor(
         authority_id=principal.authority_id,
         jurisdiction=jurisdiction,
         enterprise_active=status in (None, "active"),
+        facility_id=principal.facility_id if isinstance(principal, ApiKey) else None,
     )
 
 
@@ -192,6 +193,11 @@ async def create_user(
     role: Role,
     owner: Owner,
 ) -> User:
+    if role is Role.device:
+        raise InvalidInput(
+            "role device is for weighbridge API keys; people log in with another role",
+            errors=[{"pointer": "/role", "detail": "devices use API keys"}],
+        )
     await _check_manages(session, actor, owner, role)
     username = username.lower()
     if not USERNAME.match(username):
@@ -355,6 +361,7 @@ async def create_api_key(
     role: Role,
     owner: Owner,
     expires_at: datetime | None,
+    facility_id: uuid.UUID | None = None,
 ) -> tuple[ApiKey, str]:
     await _check_manages(session, actor, owner, role)
     if expires_at is not None and expires_at <= utcnow():
@@ -362,7 +369,10 @@ async def create_api_key(
             "expires_at must be in the future",
             errors=[{"pointer": "/expires_at", "detail": "in the past"}],
         )
-    key, secret = await _insert_api_key(session, name, role, owner, actor.principal_id, expires_at)
+    await _check_device_facility(session, role, owner, facility_id)
+    key, secret = await _insert_api_key(
+        session, name, role, owner, actor.principal_id, expires_at, facility_id
+    )
     await audit.record(
         session,
         actor,
@@ -377,9 +387,37 @@ async def create_api_key(
             "expires_at": expires_at,
             "enterprise_id": owner.enterprise_id,
             "authority_id": owner.authority_id,
+            "facility_id": facility_id,
         },
     )
     return key, secret
+
+
+async def _check_device_facility(
+    session: AsyncSession, role: Role, owner: Owner, facility_id: uuid.UUID | None
+) -> None:
+    """A device key (a weighbridge) is bound to one facility of its own enterprise; no other key
+    names a facility. A facility of another enterprise reads as a missing one."""
+    if role is not Role.device:
+        if facility_id is not None:
+            raise InvalidInput(
+                "only device keys (role device) are bound to a facility",
+                errors=[{"pointer": "/facility_id", "detail": "only for role device"}],
+            )
+        return
+    if facility_id is None:
+        raise InvalidInput(
+            "a device key needs the facility_id of its weighbridge",
+            errors=[{"pointer": "/facility_id", "detail": "required for role device"}],
+        )
+    enterprise_id = await session.scalar(
+        select(col(Facility.enterprise_id)).where(col(Facility.id) == facility_id)
+    )
+    if enterprise_id is None or enterprise_id != owner.enterprise_id:
+        raise InvalidInput(
+            f"facility {facility_id} is not a facility of enterprise {owner.enterprise_id}",
+            errors=[{"pointer": "/facility_id", "detail": "not a facility of this enterprise"}],
+        )
 
 
 async def _insert_api_key(
@@ -389,6 +427,7 @@ async def _insert_api_key(
     owner: Owner,
     created_by: uuid.UUID | None,
     expires_at: datetime | None,
+    facility_id: uuid.UUID | None = None,
 ) -> tuple[ApiKey, str]:
     secret = new_api_key()
     key = ApiKey(
@@ -398,6 +437,7 @@ async def _insert_api_key(
         role=role.value,
         enterprise_id=owner.enterprise_id,
         authority_id=owner.authority_id,
+        facility_id=facility_id,
         created_by=created_by,
         expires_at=expires_at,
     )

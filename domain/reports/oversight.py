@@ -430,6 +430,14 @@ WHERE s.weighbridge_ticket_no IS NOT NULL AND s.received_at >= :from AND s.recei
 GROUP BY 1, 2 HAVING count(*) > 1 LIMIT :limit
 """
 
+# Tickets a weighbridge posted with a number already recorded at its facility (refused, kept).
+_REFUSED_TICKETS = """
+SELECT d.ticket_id, d.ticket_no, d.net_g, t.net_g, d.attempted_at, d.region_code
+FROM weighbridge_duplicate d JOIN weighbridge_ticket t ON t.id = d.ticket_id
+WHERE d.attempted_at >= :from AND d.attempted_at < :to AND d.region_code LIKE :j
+ORDER BY d.attempted_at LIMIT :limit
+"""
+
 _SUSPENDED = """
 WITH suspended AS (
     SELECT en.id, max(e.occurred_at) AS since, min(en.region_code) AS region_code
@@ -532,6 +540,19 @@ async def anomalies(session: AsyncSession, scope: Scope, *, limit: int = 500) ->
                 region,
                 first,
                 f"weighbridge ticket {ticket} was used on {count} receipts",
+            )
+        )
+    for t_id, ticket, net, first_net, at, region in await _rows(session, _REFUSED_TICKETS, params):
+        found.append(
+            Anomaly(
+                "duplicate_weighbridge_ticket",
+                "high" if net != first_net else "medium",
+                "weighbridge_ticket",
+                str(t_id),
+                region,
+                at,
+                f"weighbridge ticket {ticket} was posted again with net {_kg(net)}"
+                f" (recorded: {_kg(first_net)}); the repeat was refused",
             )
         )
     for e_id, region, event_type, at, event_id in await _rows(session, _SUSPENDED, params):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +46,7 @@ from domain.shipments.rules import (
     settle,
     tolerance_g,
 )
+from domain.weighbridge import service as weighbridge
 
 
 class ShipmentNotReceivable(Conflict):
@@ -77,7 +78,7 @@ class Dispatch:
 @dataclass(frozen=True, slots=True)
 class ReceiptLine:
     lot_id: uuid.UUID
-    received_g: int
+    received_g: int | None  # None: the receipt's weighbridge ticket gives it
     refused_g: int = 0
     refusal_reason: str | None = None
 
@@ -332,6 +333,12 @@ def _check_lines(receipt: Receipt, on_board: set[uuid.UUID]) -> None:
         elif line.lot_id not in on_board:
             problems.add(f"{at}/lot_id", f"lot {line.lot_id} is not on this shipment")
         listed.add(line.lot_id)
+        if line.received_g is None:
+            problems.add(
+                f"{at}/received_kg",
+                "received mass is required unless a weighbridge ticket gives it",
+            )
+            continue
         if line.received_g <= 0:
             problems.add(f"{at}/received_kg", "received mass must be more than 0 kg")
         if not 0 <= line.refused_g <= line.received_g:
@@ -372,6 +379,15 @@ async def receive(
             errors=[{"pointer": "/received_at", "detail": "outside the transit window"}],
         )
     items = {item.lot_id: item for item, _ in await shipment_items(session, shipment.id)}
+    ticket = await weighbridge.ticket_for_receipt(session, target.id, receipt.weighbridge_ticket_no)
+    if ticket is not None:
+        masses = weighbridge.weigh(ticket, [line.received_g for line in receipt.lines])
+        receipt = replace(
+            receipt,
+            lines=[
+                replace(line, received_g=g) for line, g in zip(receipt.lines, masses, strict=True)
+            ],
+        )
     _check_lines(receipt, set(items))
     lots = await _lock_lots(session, list(items))
 
@@ -386,12 +402,13 @@ async def receive(
             [
                 Metal(lots[i].metal)
                 for i, line in lines.items()
-                if 0 < line.refused_g < line.received_g
+                if 0 < line.refused_g < (line.received_g or 0)
             ],
         )
     )
     for lot_id, line in lines.items():
         lot, item = lots[lot_id], items[lot_id]
+        assert line.received_g is not None  # _check_lines refused the rest
         settlement = settle(
             Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g),
             line.received_g,
@@ -443,6 +460,8 @@ async def receive(
     shipment.received_at = received_at
     shipment.weighbridge_ticket_no = receipt.weighbridge_ticket_no
     shipment.version += 1
+    if ticket is not None:
+        weighbridge.use_ticket(ticket, shipment.id)
     await session.flush()
 
     def change(
@@ -467,6 +486,7 @@ async def receive(
             "status": shipment.status,
             "received_at": received_at,
             "weighbridge_ticket_no": receipt.weighbridge_ticket_no,
+            **({"weighbridge_ticket_id": ticket.id} if ticket is not None else {}),
             "items": [
                 {
                     "lot_id": i,
