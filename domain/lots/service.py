@@ -136,7 +136,10 @@ async def get_lot(
     session: AsyncSession, actor: Actor, lot_id: uuid.UUID, *, lock: bool = False
 ) -> Lot:
     query = select(Lot).where(col(Lot.id) == lot_id, lot_visible_to(actor))
-    lot = await session.scalar(query.with_for_update() if lock else query)
+    # FOR NO KEY UPDATE: writers of the lot wait in turn, but rows that merely refer to it (a
+    # ledger entry drawing its credits, under an account lock the holder may be waiting for) do
+    # not wait for the holder: that wait would close a deadlock.
+    lot = await session.scalar(query.with_for_update(key_share=True) if lock else query)
     if lot is None:
         raise NotFound(f"lot {lot_id} not found")
     return lot
@@ -307,18 +310,27 @@ class _Serials:
                 self._free.extend(range(start, start + CODE_BLOCK))
 
 
-_serials = _Serials()
+_serials: dict[str, _Serials] = {}
+
+
+def _serials_of(session: AsyncSession) -> _Serials:
+    """Each database has its own sequence: serials reserved from one are never used in another
+    (one process serves one database, but tools and tests may use several)."""
+    bind = session.bind
+    key = "" if bind is None else bind.engine.url.render_as_string(hide_password=True)
+    return _serials.setdefault(key, _Serials())
 
 
 async def next_codes(session: AsyncSession, metals: Sequence[Metal]) -> list[str]:
-    serials = _serials.take(len(metals))
+    pool = _serials_of(session)
+    serials = pool.take(len(metals))
     while serials is None:
         blocks = -(-len(metals) // CODE_BLOCK)
         starts = await session.scalars(
             text("SELECT nextval('lot_code_seq') FROM generate_series(1, :n)"), {"n": blocks}
         )
-        _serials.add(list(starts))
-        serials = _serials.take(len(metals))
+        pool.add(list(starts))
+        serials = pool.take(len(metals))
     year = utcnow().year
     return [lot_code(m, year, s) for m, s in zip(metals, serials, strict=True)]
 

@@ -86,7 +86,9 @@ async def test_a_credential_over_its_rate_gets_429_with_retry_after(
     sessionmaker: async_sessionmaker[AsyncSession],
     world: World,
 ) -> None:
-    app = _app(settings, database_url, sessionmaker, rate_per_principal=1, rate_burst_principal=3)
+    app = _app(
+        settings, database_url, sessionmaker, rate_per_principal=0.001, rate_burst_principal=3
+    )
     async with _client(app) as client:
         answers = [await client.get("/api/v1/me", headers=world.a_viewer.headers) for _ in range(4)]
         assert [r.status_code for r in answers[:3]] == [200, 200, 200]
@@ -101,7 +103,9 @@ async def test_public_endpoints_are_limited_per_address(
     database_url: str,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    app = _app(settings, database_url, sessionmaker, rate_per_ip_public=1, rate_burst_ip_public=2)
+    app = _app(
+        settings, database_url, sessionmaker, rate_per_ip_public=0.001, rate_burst_ip_public=2
+    )
     async with _client(app) as client:
         codes = [
             (await client.get("/api/v1/public/certificates/SFC-0000-0000000")).status_code

@@ -30,7 +30,6 @@ from sqlalchemy.engine import make_url
 from api.app import create_app
 from domain.actor import SYSTEM, Role
 from domain.audit import service as audit
-from domain.lots import service as lot_service
 from domain.registry import service as registry
 from domain.registry.models import Enterprise
 from integrations.settings import Settings
@@ -381,10 +380,6 @@ async def _play(sc: Scenario) -> None:
 async def scenario(settings: Settings) -> AsyncIterator[Scenario]:
     url = migrated_database("sf_epcis")
     app = create_app(settings, url)
-    # Lot-code serials are reserved per process from the database's sequence: ones reserved
-    # from this database must not be handed out later in the worker's own (duplicate codes).
-    serials = pytest.MonkeyPatch()
-    serials.setattr(lot_service, "_serials", lot_service._Serials())
     try:
         async with app.state.sessionmaker() as session:
             world = await build_world(session)
@@ -398,6 +393,5 @@ async def scenario(settings: Settings) -> AsyncIterator[Scenario]:
             await sc.seal()
             yield sc
     finally:
-        serials.undo()
         await app.state.engine.dispose()
         drop_database(url)
