@@ -33,6 +33,8 @@ keys = typer.Typer(help="The platform's signing keys.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
 audit_cli = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit_cli, name="audit")
+report_cli = typer.Typer(help="The industrial-cloud report.", no_args_is_help=True)
+app.add_typer(report_cli, name="report")
 log = logging.getLogger("scrapflow")
 T = TypeVar("T")
 
@@ -160,6 +162,7 @@ def run_worker() -> None:
             await asyncio.gather(
                 worker.sealing(sessionmaker, signer, settings, stop),
                 relaying(sessionmaker, vault, settings, stop),
+                worker.report_schedule(sessionmaker, settings, stop),
             )
         finally:
             await engine.dispose()
@@ -308,6 +311,47 @@ def create_enterprise(
             )
         )
         print(enterprise.id, flush=True)
+
+
+@report_cli.command("push")
+def push_report(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM (China Standard Time)")],
+    enterprise: Annotated[
+        list[str] | None, typer.Option(help="Only this enterprise (its id; repeatable)")
+    ] = None,
+) -> None:
+    """Push the month's industrial-cloud reports (every enterprise, or those given) to
+    SCRAPFLOW_INDUSTRIAL_CLOUD_URL, signed, with retries; a report delivered before is not sent
+    again. Prints each outcome as JSON; exits 1 when one failed."""
+    import uuid
+
+    from domain.industrial_cloud.service import month
+    from integrations import industrial_cloud
+    from integrations.database import create_engine, session_factory
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    chosen = month(period)
+    try:
+        ids = [uuid.UUID(e) for e in enterprise] if enterprise else None
+    except ValueError as error:
+        raise typer.BadParameter(f"not an enterprise id: {error}") from error
+
+    async def push(url: str) -> list[industrial_cloud.PushOutcome]:
+        engine = create_engine(url, pool_size=2)
+        try:
+            return await industrial_cloud.push_period(
+                session_factory(engine), settings, chosen, ids
+            )
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        _migrate(url)
+        outcomes = asyncio.run(push(url))
+    typer.echo(json.dumps([o.as_json() for o in outcomes], indent=2))
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.audit import service as audit
 from domain.audit.service import Signer
+from domain.base import utcnow
+from integrations import industrial_cloud
 from integrations.settings import Settings
 
 log = logging.getLogger("scrapflow.worker")
@@ -61,3 +64,23 @@ async def sealing(
             log.debug("sealed %d events, head %d", sealed.count, sealed.head_seq)
         if sealed.count < BATCH:
             await _pause(stop, settings.seal_interval_seconds)
+
+
+async def report_schedule(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
+    """The monthly industrial-cloud push, in `scrapflow worker`: every interval, push the
+    previous month once it is over (and its grace period); the month is recorded, so it is pushed
+    once whichever worker gets there first. Idle when the push is not configured."""
+    if not industrial_cloud.configured(settings):
+        log.info("industrial-cloud push not configured: no monthly schedule")
+        return
+    while not stop.is_set():
+        try:
+            await industrial_cloud.push_due(sessionmaker, settings, clock(), stop)
+        except Exception:
+            log.warning("industrial-cloud schedule failed; trying again later", exc_info=True)
+        await _pause(stop, settings.industrial_cloud_schedule_interval_seconds)

@@ -4,6 +4,7 @@ from domain.audit import models as audit_models
 from domain.base import metadata
 from domain.credits import models as credit_models
 from domain.identity import models as identity_models
+from domain.industrial_cloud import models as industrial_cloud_models
 from domain.lots import models as lot_models
 from domain.reference import models as reference_models
 from domain.registry import models as registry_models
@@ -16,6 +17,7 @@ __all__ = [
     "audit_models",
     "credit_models",
     "identity_models",
+    "industrial_cloud_models",
     "lot_models",
     "metadata",
     "reference_models",

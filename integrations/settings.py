@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     webhook_relay_interval_seconds: float = Field(default=0.5, gt=0)
     webhook_relay_concurrency: int = Field(default=16, ge=1)  # subscriptions sent to at once
 
+    # The industrial-cloud report (README "Industrial-cloud report"): pushed to this URL (HTTPS;
+    # plain HTTP only when allowed, for tests and development), signed with HMAC-SHA256 under
+    # the secret. A push makes 1 + `retries` attempts, waiting `backoff` × 2^n between them (at
+    # most `max_backoff`, also for a receiver's Retry-After). The worker pushes each enterprise's
+    # previous month once, `grace_hours` after the month ended (late receipts and runs).
+    industrial_cloud_url: str | None = None
+    industrial_cloud_secret: SecretStr | None = None
+    industrial_cloud_allow_http: bool = False
+    industrial_cloud_retries: int = Field(default=5, ge=0, le=50)
+    industrial_cloud_backoff_seconds: float = Field(default=2.0, ge=0)
+    industrial_cloud_max_backoff_seconds: float = Field(default=300.0, ge=0)
+    industrial_cloud_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    industrial_cloud_grace_hours: float = Field(default=24.0, ge=0)
+    industrial_cloud_schedule_interval_seconds: float = Field(default=600.0, gt=0)
+
     idempotency_ttl_hours: int = 24
     # How long a credential's principal is remembered in memory; other processes of the service
     # see a revocation or suspension within this many seconds (0 disables the cache).
