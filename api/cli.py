@@ -1,4 +1,4 @@
-"""The `scrapflow` command: serve, migrate, admin."""
+"""The `scrapflow` command: serve, migrate, admin, demo."""
 
 from __future__ import annotations
 
@@ -214,6 +214,40 @@ def migrate() -> None:
     configure_logging(settings.log_level)
     with database(settings) as url:
         _migrate(url)
+
+
+@app.command()
+def demo(
+    lots: Annotated[int, typer.Option("--lots", min=1, help="Lots to drive through the chain")],
+    seed: Annotated[int, typer.Option(help="The demo's choices follow it")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Driving processes (default: up to 2, one per core)")
+    ] = min(2, os.cpu_count() or 1),
+) -> None:
+    """Build a realistic Guizhou network (fictional enterprises in all nine prefectures) and drive
+    N lots through every step: registration, bulking, shipments, pretreatment, melting, products,
+    certificates. Run it on an empty database."""
+    from api.demo import NetworkExists, report, run_demo
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    with database(settings) as url:
+        _migrate(url)
+        try:
+            result = asyncio.run(
+                run_demo(
+                    url,
+                    settings,
+                    lots_count=lots,
+                    seed=seed,
+                    workers=workers,
+                    echo=lambda line: print(line, flush=True),
+                )
+            )
+        except NetworkExists as error:
+            typer.echo(f"scrapflow: {error}", err=True)
+            raise typer.Exit(2) from error
+    report(result, lambda line: print(line, flush=True))
 
 
 @admin.command("create-key")
