@@ -655,7 +655,8 @@ async def get_certificate(
 ) -> Certificate:
     query = select(Certificate, Lot).join(Lot, col(Lot.id) == col(Certificate.lot_id))
     query = query.where(col(Certificate.id) == certificate_id)
-    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    # FOR NO KEY UPDATE (see `get_lot`): the account is locked next.
+    row = (await session.execute(query.with_for_update(key_share=True) if lock else query)).first()
     if row is None or not _certificate_visible(actor, *row):
         raise NotFound(f"certificate {certificate_id} not found")
     certificate: Certificate = row[0]

@@ -199,7 +199,7 @@ async def record(
         select(Lot)
         .where(col(Lot.id).in_([t.lot_id for t in run.inputs]))
         .order_by(col(Lot.id))
-        .with_for_update()
+        .with_for_update(key_share=True)  # see `get_lot`: the credit accounts are locked next
     )
     lots = {lot.id: lot for lot in locked}
     problems = Problems()
@@ -496,7 +496,10 @@ async def void(
         raise Conflict(f"the transformation is already {run.status}")
     ids = [i.lot_id for i in recorded.inputs] + [o.id for o in recorded.outputs]
     locked = await session.scalars(
-        select(Lot).where(col(Lot.id).in_(ids)).order_by(col(Lot.id)).with_for_update()
+        select(Lot)
+        .where(col(Lot.id).in_(ids))
+        .order_by(col(Lot.id))
+        .with_for_update(key_share=True)  # see `get_lot`: the credit accounts are locked next
     )
     lots = {lot.id: lot for lot in locked}
     for output in recorded.outputs:
