@@ -85,7 +85,14 @@ def event_body(event: Event) -> bytes:
         "hash": event.hash.hex(),
     }
     envelope = {"type": event.type, "timestamp": event.occurred_at, "data": data}
-    return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z)
+    return orjson.dumps(envelope, default=_uuid_text, option=orjson.OPT_SORT_KEYS)
+
+
+def _uuid_text(value: Any) -> str:
+    """The driver's own UUID type (inside arrays) as its text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class PrivateAddress(Exception):
@@ -157,8 +164,10 @@ async def send(
             response = await client.send(request, stream=True)
             try:
                 status = response.status_code
+                # Read (a little of) the answer either way: a drained connection is reused.
+                snippet = await _snippet(response)
                 if not 200 <= status < 300:
-                    error = f"HTTP {status}: {await _snippet(response)}".strip()
+                    error = f"HTTP {status}: {snippet}".strip()
                     retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
             finally:
                 await response.aclose()
@@ -166,8 +175,10 @@ async def send(
         error = f"no answer within {settings.webhook_timeout_seconds:g} s"
     except PrivateAddress as refused:
         error = str(refused)
-    except (httpx.HTTPError, OSError) as failure:
-        error = f"{type(failure).__name__}: {failure}".rstrip(": ") or type(failure).__name__
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as failure:
+        error = f"{type(failure).__name__}: {failure}".rstrip(": ")
+    if status is not None and 200 <= status < 300:
+        error = None  # accepted; a slow or broken body after the status line does not matter
     duration_ms = round((time.perf_counter() - started) * 1000)
     return Outcome(attempted_at, duration_ms, status, error, retry_after)
 
@@ -226,7 +237,7 @@ class Relay:
         try:
             await self._deliver_queue(subscription_id)
         except asyncio.CancelledError:
-            self.working.pop(subscription_id, None)
+            self._done(subscription_id)
             raise  # stopped: the lease runs out by itself
         except Exception:
             log.warning("webhook relay failed on %s", subscription_id, exc_info=True)
@@ -237,7 +248,12 @@ class Relay:
         except Exception:
             log.warning("could not release the lease of %s", subscription_id, exc_info=True)
         finally:
-            self.working.pop(subscription_id, None)
+            self._done(subscription_id)
+
+    def _done(self, subscription_id: uuid.UUID) -> None:
+        # Released, the subscription may have been claimed again already: keep the new task.
+        if self.working.get(subscription_id) is asyncio.current_task():
+            del self.working[subscription_id]
 
     async def _deliver_queue(self, subscription_id: uuid.UUID) -> None:
         """The subscription's due deliveries, one at a time in sequence order, until the head

@@ -12,6 +12,7 @@ from api.deps import (
     ENTERPRISE_MANAGERS,
     AppSettings,
     CurrentActor,
+    InvalidCursor,
     PageParams,
     Session,
     encode_cursor,
@@ -134,19 +135,36 @@ async def enable(webhook_id: uuid.UUID, session: Session, actor: CurrentActor) -
     response_model=DeliveryPage,
     dependencies=[_managers],
     responses=responses(401, 403, 404, 422),
-    summary="Deliveries, newest first, with every attempt (time, status code or error, duration)",
+    summary="Deliveries, newest event first, with every attempt (time, status code or error,"
+    " duration)",
 )
 async def deliveries(
     webhook_id: uuid.UUID,
     session: Session,
     actor: CurrentActor,
-    page: PageParams,
     status: Annotated[DeliveryStatus | None, Query(description="Only in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="next_cursor of the previous page")
+    ] = None,
 ) -> DeliveryPage:
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidCursor(
+            "cursor is not one this service returned; pass next_cursor unchanged",
+            errors=[{"pointer": "/cursor", "detail": "malformed", "location": "query"}],
+        )
     views, before = await webhooks.list_deliveries(
-        session, actor, webhook_id, status=status, before=page.after, limit=page.limit
+        session,
+        actor,
+        webhook_id,
+        status=status,
+        before_seq=None if cursor is None else int(cursor),
+        limit=limit,
     )
-    return DeliveryPage(items=[DeliveryOut.of(v) for v in views], next_cursor=encode_cursor(before))
+    return DeliveryPage(
+        items=[DeliveryOut.of(v) for v in views],
+        next_cursor=None if before is None else str(before),
+    )
 
 
 @router.post(

@@ -290,28 +290,30 @@ async def list_deliveries(
     subscription_id: uuid.UUID,
     *,
     status: DeliveryStatus | None = None,
-    before: uuid.UUID | None = None,
+    before_seq: int | None = None,
     limit: int = 50,
-) -> tuple[list[DeliveryView], uuid.UUID | None]:
-    """Newest first, with every attempt; the cursor continues with older ones."""
+) -> tuple[list[DeliveryView], int | None]:
+    """Newest event first, with every attempt; and the event seq to continue before."""
     await get_subscription(session, actor, subscription_id)
     query = select(Delivery).where(col(Delivery.subscription_id) == subscription_id)
     if status is not None:
         query = query.where(col(Delivery.status) == status.value)
-    if before is not None:
-        query = query.where(col(Delivery.id) < before)
-    rows = (await session.scalars(query.order_by(col(Delivery.id).desc()).limit(limit + 1))).all()
+    if before_seq is not None:
+        query = query.where(col(Delivery.event_seq) < before_seq)
+    rows = (
+        await session.scalars(query.order_by(col(Delivery.event_seq).desc()).limit(limit + 1))
+    ).all()
     page = rows[:limit]
     attempts: dict[uuid.UUID, list[DeliveryAttempt]] = {d.id: [] for d in page}
     if page:
         for attempt in await session.scalars(
             select(DeliveryAttempt)
             .where(col(DeliveryAttempt.delivery_id).in_(list(attempts)))
-            .order_by(col(DeliveryAttempt.id))
+            .order_by(col(DeliveryAttempt.attempted_at), col(DeliveryAttempt.id))
         ):
             attempts[attempt.delivery_id].append(attempt)
     views = [DeliveryView(d, attempts[d.id]) for d in page]
-    return views, (page[-1].id if len(rows) > limit else None)
+    return views, (page[-1].event_seq if len(rows) > limit else None)
 
 
 async def retry_delivery(
@@ -350,7 +352,7 @@ async def retry_delivery(
         await session.scalars(
             select(DeliveryAttempt)
             .where(col(DeliveryAttempt.delivery_id) == delivery.id)
-            .order_by(col(DeliveryAttempt.id))
+            .order_by(col(DeliveryAttempt.attempted_at), col(DeliveryAttempt.id))
         )
     ).all()
     return DeliveryView(delivery, attempts)
