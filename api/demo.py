@@ -514,6 +514,7 @@ class Demo:
         self.duplicated_ticket = not self.first
         self.staged = not self.first
         self.flagged = not self.first
+        self.exported = not self.first
         self.certified: Counter[str] = Counter()  # certificates by producer in this lane
         self.started = time.perf_counter()
         self.stages: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # wall, cpu
@@ -1352,7 +1353,12 @@ class Demo:
                 routes: dict[str, list[Held]] = defaultdict(list)
                 for lot in going:
                     assert lot.form is not None
-                    routes[self._pick(TO_PROCESSOR[key, lot.form.value])].append(lot)
+                    options = TO_PROCESSOR[key, lot.form.value]
+                    if not self.exported and any(p == "p-foshan" for p, _ in options):
+                        self.exported = True  # at least one load leaves the province
+                        routes["p-foshan"].append(lot)
+                    else:
+                        routes[self._pick(options)].append(lot)
                 for target, held in routes.items():
                     for start in range(0, len(held), PRODUCT_SHIPMENT_LOTS):
                         load = held[start : start + PRODUCT_SHIPMENT_LOTS]
@@ -1553,7 +1559,8 @@ SUMMARY = {
     "discrepancies by status": "SELECT status, count(*) FROM discrepancy GROUP BY 1 ORDER BY 1",
     "certificates by method": "SELECT method, count(*) FROM certificate GROUP BY 1 ORDER BY 1",
     "tonnes": (
-        "SELECT 'registered', sum(net_g) / 1000000 FROM lot WHERE collected_at IS NOT NULL"
+        "SELECT 'registered', sum((payload->>'net_g')::bigint) / 1000000 FROM event"
+        " WHERE type = 'lot.registered'"
         " UNION ALL SELECT 'products made', sum(output_g) / 1000000 FROM transformation"
         " WHERE status = 'recorded' AND process IN ('melting', 'refining')"
     ),
