@@ -918,6 +918,12 @@ class Demo:
                 losses=losses,
                 started_at=started,
                 ended_at=self._now(),
+                # The bagging scale and the forklift, where the point meters them.
+                electricity_kwh=Decimal(total * self.rng.uniform(1.5, 3) / 1_000_000).quantize(
+                    Decimal("0.1")
+                )
+                if self.rng.random() < 0.6
+                else None,
             ),
         )
         self.outbox[site.key] += [Held(o.id, o.net_g, metal) for o in recorded.outputs]
@@ -1584,6 +1590,8 @@ def report(result: Result, echo: Echo) -> None:
     echo("time per stage (wall s, driver CPU s; summed over lanes):")
     for name, (wall, cpu) in result.stages.items():
         echo(f"  {name:<44} {wall:>8.1f} {cpu:>8.1f}")
+    if result.stats.get("certificates.short"):
+        echo(f"certificates refused for want of credits: {result.stats['certificates.short']}")
     echo(f"{result.lots:,} lots in {result.seconds:.1f} s: {result.lots_per_second:,.0f} lots/s")
 
 
