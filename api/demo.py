@@ -1039,11 +1039,13 @@ class Demo:
         ]
 
     def _ticket(self, site: Site) -> str:
+        """The weighbridge ticket of a receipt; lanes number a facility's tickets in turn."""
         self.tickets[site.key] += 1
-        number = self.tickets[site.key]
-        if not self.duplicated_ticket and site.spec.kind is CENTRE and number == 3:
+        count = self.tickets[site.key]
+        if not self.duplicated_ticket and site.spec.kind is CENTRE and count == 3:
             self.duplicated_ticket = True  # a ticket used twice: the anomaly report shows it
-            number = 2
+            count = 2
+        number = (count - 1) * self.lanes + self.lane + 1
         return f"WB{site.region}{site.spec.key[-3:].upper()}{number:07d}"
 
     # --- pretreatment ---------------------------------------------------------------------
