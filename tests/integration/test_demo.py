@@ -117,6 +117,12 @@ def test_every_status_and_every_leg(demo: tuple[str, Result]) -> None:
     assert {"diesel", "electric"} <= energies
     assert _scalar(url, "SELECT count(*) FROM shipment WHERE distance_km IS NULL") == 0
     assert _scalar(url, "SELECT count(*) FROM discrepancy") > 0
+    reused = _scalar(
+        url,
+        "SELECT count(*) FROM (SELECT 1 FROM shipment WHERE weighbridge_ticket_no IS NOT NULL"
+        " GROUP BY to_facility_id, weighbridge_ticket_no HAVING count(*) > 1) AS twice",
+    )
+    assert reused == 1  # the one staged for the anomaly report, whatever the lanes
     imports = _rows(
         url,
         "SELECT import_country, customs_declaration_no, conformity_standard FROM lot"
