@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -11,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import ColumnElement, exists, false, func, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from domain.actor import Actor
@@ -19,11 +21,12 @@ from domain.audit.models import Checkpoint, Event, SigningKey
 from domain.audit.rules import (
     GENESIS,
     SEALED_FIELDS,
+    TIME_FORMAT_SQL,
     Break,
     ChainCheck,
-    chain_hash,
     checkpoint_payload,
     checkpoint_problem,
+    document_hash,
     event_payload,
 )
 from domain.base import utcnow
@@ -144,11 +147,30 @@ async def published_keys(session: AsyncSession) -> Sequence[SigningKey]:
 # --- sealing and verification -------------------------------------------------------------------
 
 SEALER_LOCK = 0x5345414C  # one sealer at a time, in whichever process ("SEAL")
+
+
+def _document_columns() -> str:
+    return ", ".join(
+        f"to_char(e.occurred_at AT TIME ZONE 'UTC', '{TIME_FORMAT_SQL}') AS occurred_at"
+        if name == "occurred_at"
+        else f"e.{name}"
+        for name in SEALED_FIELDS
+        if name != "seq"
+    )
+
+
+# An event's sealed fields but seq as one JSON text, built by PostgreSQL: UUIDs in their text
+# form, `occurred_at` in UTC with microseconds, the payload as stored; what `rules.document_hash`
+# takes. Several times cheaper than decoding the columns into Python objects and spelling them
+# out again (which kept verification well under 50,000 events/s); row_to_json over a LATERAL
+# row is cheaper again than json_build_object. Select DOCUMENT from DOCUMENT_FROM (alias `e`).
+DOCUMENT_FROM = f"event e, LATERAL (SELECT {_document_columns()}) d"
+DOCUMENT = "row_to_json(d)::text"
 _UNSEALED = f"""
-SELECT id, txid, {", ".join(c for c in SEALED_FIELDS if c not in ("seq", "id"))}
-FROM event
-WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY txid, id
+SELECT e.id, {DOCUMENT} AS document
+FROM {DOCUMENT_FROM}
+WHERE e.seq IS NULL AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.txid, e.id
 LIMIT $1
 """  # noqa: S608 - the column names are constants
 
@@ -170,13 +192,6 @@ class Sealed:
     count: int
     head_seq: int
     checkpoint: Checkpoint | None
-
-
-def _row(record: Any) -> dict[str, Any]:
-    row = dict(record)
-    if isinstance(row["payload"], str):
-        row["payload"] = orjson.loads(row["payload"])
-    return row
 
 
 async def seal(
@@ -204,11 +219,9 @@ async def seal(
     rows = await conn.fetch(_UNSEALED, limit)
     ids, seqs, prevs, hashes = [], [], [], []
     for record in rows:
-        event = _row(record)
         seq += 1
-        event["seq"] = seq
-        digest = chain_hash(prev_hash, event)
-        ids.append(event["id"])
+        digest = document_hash(prev_hash, seq, record["document"])
+        ids.append(record["id"])
         seqs.append(seq)
         prevs.append(prev_hash)
         hashes.append(digest)
@@ -285,9 +298,62 @@ class Verification:
 
 
 _SEALED = f"""
-SELECT {", ".join(SEALED_FIELDS)}, prev_hash, hash FROM event
-WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3
+SELECT e.seq, e.prev_hash, e.hash, {DOCUMENT} AS document FROM {DOCUMENT_FROM}
+WHERE e.seq >= $1 AND e.seq <= $2 ORDER BY e.seq LIMIT $3
 """  # noqa: S608 - the column names are constants
+_CHUNK = 256  # events checked between turns of the event loop
+
+
+async def _raw(connection: AsyncConnection) -> Any:
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def _sealed_pages(
+    session: AsyncSession, first: int, last: int, size: int, *, read_ahead: bool
+) -> AsyncGenerator[Sequence[Any], None]:
+    """Sealed events `first`..`last` in pages of seq ranges. With `read_ahead`, two pages are read
+    at a time on two connections of their own while the caller checks the one before, so that
+    PostgreSQL builds documents on one core while Python hashes on another (about 1.4 times the
+    rate on two cores). Only for a session without a transaction of its own: then all it could
+    read is committed, and sealed rows never change, so any connection reads them the same."""
+    bind = session.bind
+    if not read_ahead or not isinstance(bind, AsyncEngine):
+        conn = await driver(session)
+        cursor = first
+        while cursor <= last:
+            rows = await conn.fetch(_SEALED, cursor, last, size)
+            if not rows:
+                return
+            yield rows
+            cursor = rows[-1]["seq"] + 1
+        return
+    async with bind.connect() as one, bind.connect() as two:
+        readers = [await _raw(one), await _raw(two)]
+        starts = iter(range(first, last + 1, size))
+        pending: list[asyncio.Task[Any]] = []
+
+        def read_next() -> None:
+            start = next(starts, None)
+            if start is not None:
+                reader = readers[(start - first) // size % 2]
+                pending.append(
+                    asyncio.ensure_future(
+                        reader.fetch(_SEALED, start, min(start + size - 1, last), size)
+                    )
+                )
+
+        try:
+            read_next()
+            read_next()
+            while pending:
+                rows = await pending.pop(0)
+                read_next()
+                if rows:
+                    yield rows
+        finally:
+            for task in pending:  # the caller stopped early: let the connections finish
+                with contextlib.suppress(Exception):
+                    await task
 
 
 async def verify_chain(
@@ -296,6 +362,7 @@ async def verify_chain(
     """Recompute the chain over [from_seq, to_seq] and check the checkpoints in it: the first
     break found, with its reason (missing, reordered, edited, bad checkpoint signature)."""
     conn = await driver(session)
+    read_ahead = not conn.is_in_transaction()
     head_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event") or 0
     # A checkpoint beyond the last event still names events that must be there: events deleted
     # from the end are missing, not a shorter chain.
@@ -312,13 +379,14 @@ async def verify_chain(
         )
     ).all()
     watch = frozenset(c.seq for c in checkpoints)
-    cursor = from_seq
-    while cursor <= last and not check.broken:
-        rows = await conn.fetch(_SEALED, cursor, last, page)
-        if not rows:
-            break
-        check.feed((_row(r) for r in rows), watch)
-        cursor = rows[-1]["seq"] + 1
+    pages = _sealed_pages(session, from_seq, last, page, read_ahead=read_ahead)
+    async with contextlib.aclosing(pages):
+        async for rows in pages:
+            for chunk in range(0, len(rows), _CHUNK):
+                check.feed(rows[chunk : chunk + _CHUNK], watch)
+                await asyncio.sleep(0)  # the next pages come in meanwhile
+            if check.broken:
+                break
     if not check.broken and check.expected <= last:
         check.broken = Break(check.expected, "missing", f"no event has seq {check.expected}")
     keys = {k.key_id: k.public_key for k in await published_keys(session)}

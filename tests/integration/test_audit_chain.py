@@ -21,6 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +32,7 @@ from domain.audit import rules
 from domain.audit import service as audit
 from integrations.database import create_engine, session_factory
 from integrations.signing import Ed25519Signer
-from tests.databases import drop_database, migrated_database
+from tests.databases import drop_database, in_thread, migrated_database
 
 SIGNER = Ed25519Signer(bytes(range(32)))
 SEAL_TIMEOUT = 60.0  # xmin is cluster-wide: other workers' open transactions can hold sealing
@@ -420,6 +423,33 @@ async def test_an_edit_of_any_sealed_column_is_found(db: Db, column: str, statem
     assert (result.broken.seq, result.broken.reason) == (target, "edited")
 
 
+async def _verify_paged(db: Db, *, read_ahead: bool, **options: Any) -> audit.Verification:
+    async with session_factory(db.engine)() as session:
+        if not read_ahead:  # a session already in a transaction reads on its own connection
+            await session.execute(select(1))
+        return await audit.verify_chain(session, **options)
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_verification_in_small_pages_finds_the_same(db: Db, read_ahead: bool) -> None:
+    await _checkpointed_chain(db, count=40, every=10)
+    whole = await _verify_paged(db, read_ahead=read_ahead, page=3)
+    assert whole.valid and whole.events_checked == 40 and whole.checkpoints_checked == 4
+    part = await _verify_paged(db, read_ahead=read_ahead, page=4, from_seq=7, to_seq=33)
+    assert part.valid and part.events_checked == 27 and part.checkpoints_checked == 3
+    async with as_owner(db) as owner:
+        await owner.execute("UPDATE event SET subject_id = 'x' WHERE seq = 27")
+        await owner.execute("DELETE FROM event WHERE seq = 35")
+    for page in (1, 3, 7, 100):
+        result = await _verify_paged(db, read_ahead=read_ahead, page=page)
+        assert result.broken is not None
+        assert (result.broken.seq, result.broken.reason) == (27, "edited")
+        assert result.events_checked == 26
+        after = await _verify_paged(db, read_ahead=read_ahead, page=page, from_seq=28)
+        assert after.broken is not None
+        assert (after.broken.seq, after.broken.reason) == (35, "missing")
+
+
 async def test_a_deleted_event_is_missing_at_its_seq(db: Db) -> None:
     await sealed_chain(db, 12)
     async with as_owner(db) as owner:
@@ -698,9 +728,98 @@ async def test_a_checkpoint_comes_after_its_interval_but_never_without_new_event
     hourly = await seal_all(db, checkpoint_every=1000, checkpoint_after=timedelta(hours=1))
     assert all(r.checkpoint is None for r in hourly)
     await write_events(db, 1)
+    await settled(db)  # else a first call that seals nothing would checkpoint the head at 5
     results = await seal_all(db, checkpoint_every=1000, checkpoint_after=timedelta(0))
     made = [r.checkpoint for r in results if r.checkpoint is not None]
     assert [c.seq for c in made] == [6]
     async with session_factory(db.engine)() as session:
         latest = await audit.latest_checkpoint(session)
     assert latest is not None and latest.seq == 6
+
+
+# --- the database's documents are the canonical form --------------------------------------------
+
+_text_values = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12
+)
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(-1e15, 1e15, allow_nan=False)
+    | _text_values,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text_values, inner, max_size=4),
+    max_leaves=16,
+)
+_events = st.fixed_dictionaries(
+    {
+        "type": _text_values,
+        "subject_id": _text_values,
+        "actor_principal_id": st.none() | st.uuids(),
+        "actor_enterprise_id": st.none() | st.uuids(),
+        "request_id": st.none() | _text_values,
+        "enterprise_ids": st.lists(st.uuids(), max_size=3),
+        "lot_ids": st.lists(st.uuids(), max_size=3),
+        "region_codes": st.lists(st.text("0123456789", min_size=2, max_size=6), max_size=3),
+        "occurred_at": st.datetimes(
+            datetime(1000, 1, 1), datetime(9999, 12, 30), timezones=st.just(UTC)
+        ),
+        "payload": st.dictionaries(_text_values, _json, max_size=6),
+    }
+)
+
+_INSERT_ANY = """
+INSERT INTO event (type, subject_type, subject_id, actor_kind, actor_principal_id, actor_role,
+                   actor_enterprise_id, request_id, enterprise_ids, facility_ids, lot_ids,
+                   region_codes, occurred_at, payload)
+VALUES ($1, 'test', $2, 'user', $3, 'operator', $4, $5, $6, '{}', $7, $8, $9, $10)
+RETURNING id
+"""
+
+
+async def _both_hashes(dsn: str, events: list[dict[str, Any]]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = []
+        for event in events:
+            ids.append(
+                await conn.fetchval(
+                    _INSERT_ANY,
+                    event["type"],
+                    event["subject_id"],
+                    event["actor_principal_id"],
+                    event["actor_enterprise_id"],
+                    event["request_id"],
+                    event["enterprise_ids"],
+                    event["lot_ids"],
+                    event["region_codes"],
+                    event["occurred_at"],
+                    json.dumps(event["payload"]),
+                )
+            )
+        query = (
+            f"SELECT e.*, {audit.DOCUMENT} AS document FROM {audit.DOCUMENT_FROM}"  # noqa: S608
+            " WHERE e.id = any($1)"
+        )
+        for n, row in enumerate(await conn.fetch(query, ids)):
+            reference = {**dict(row), "seq": n + 1, "payload": json.loads(row["payload"])}
+            prev = hashlib.sha256(str(n).encode()).digest()
+            assert rules.document_hash(prev, n + 1, row["document"]) == rules.chain_hash(
+                prev, reference
+            ), (row["document"], reference)
+    finally:
+        await conn.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(_events, min_size=1, max_size=8))
+def test_the_database_spells_every_event_exactly_as_canonical_event(
+    db: Db, events: list[dict[str, Any]]
+) -> None:
+    """The sealer and verification hash documents PostgreSQL builds (`audit.DOCUMENT`); the
+    reference is `canonical_event` over the decoded columns. Any text, any JSON, any time."""
+    in_thread(asyncio.run, _both_hashes(db.dsn, events))
