@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bench import lineage, reads, run
+from tests.bench import audit, lineage, reads, run
 
 
 @pytest.mark.e2e
@@ -31,8 +31,10 @@ def test_the_lineage_benchmark_runs_end_to_end() -> None:
 
 @pytest.mark.e2e
 def test_the_read_benchmark_runs_end_to_end() -> None:
-    result = reads.main(["--small", "2000", "--large", "20000", "--repeat", "5"])
+    result = reads.main(["--small", "2000", "--large", "20000", "--repeat", "5", "--check"])
     info = result["info"]
+    for size in ("small", "large"):  # the dataset is what the services would have written
+        assert not any(info["checks"][size].values()), info["checks"][size]
     assert info["small_lots"] < 2_100 and info["large_lots"] > 19_000
     assert info["month_lots"] > 0 and info["month_melts"] > 0
     for name, row in result["rows"].items():
@@ -44,3 +46,17 @@ def test_the_read_benchmark_runs_end_to_end() -> None:
     lineage = result["rows"]["lineage upstream (product)"]
     assert lineage["small"]["kg_balance_ok"] and lineage["large"]["kg_balance_ok"]
     assert lineage["small"]["ancestors"] == lineage["large"]["ancestors"] == 3 + 3 * 20
+
+
+@pytest.mark.e2e
+def test_the_audit_benchmark_runs_end_to_end() -> None:
+    result = audit.main(
+        ["--events", "3000", "--batches", "2", "--batch-size", "200", "--workers", "1",
+         "--repeat", "2"]
+    )  # fmt: skip
+    assert result["sealed"] == 3000 + 3  # and the seed's registry events
+    assert result["checkpoints"] >= 1
+    ingest = result["ingest"]
+    assert ingest["lots"] == 400 and ingest["non_2xx"] == 0
+    # and the admin key the server makes on first start, and the warm-up batch
+    assert result["final_verified"] == result["sealed"] + 1 + 200 + 400
