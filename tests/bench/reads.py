@@ -360,9 +360,10 @@ async def _chains(
 # --- the bulk build ----------------------------------------------------------------------------
 
 FUNCTIONS = """
+-- `domain.ids.new_id` at a given time (random bits from md5: gen_random_uuid costs 10 times more)
 CREATE FUNCTION pg_temp.uuid7(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
 SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'
-        || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid
+        || overlay(substr(md5(random()::text), 1, 19) PLACING '8' FROM 4 FOR 1))::uuid
 $$;
 CREATE FUNCTION pg_temp.iso(at timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
 SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
@@ -681,21 +682,23 @@ FROM (
 EVENT_COLUMNS = """type, subject_type, subject_id, actor_kind, actor_principal_id, actor_role,
     actor_enterprise_id, actor_authority_id, request_id, enterprise_ids, facility_ids,
     region_codes, lot_ids, payload, occurred_at"""
-REQUEST_ID = "replace(gen_random_uuid()::text, '-', '')"
+REQUEST_ID = "md5(random()::text)"  # 32 hex digits, like the middleware's uuid4().hex
 
 # Every change's event, in the order they happened.
 EVENTS_SQL = f"""
+-- The truckloads' lots as the payloads list them (JSON written as text: cheaper than jsonb_agg).
 CREATE TEMP TABLE ship1_lots AS
 SELECT s.chain, s.grp, array_agg(s.id ORDER BY s.id) AS lot_ids,
-       jsonb_agg(jsonb_build_object('id', s.id, 'code', s.code, 'net_g', s.net_g)
-                 ORDER BY s.id) AS lots,
-       jsonb_agg(jsonb_build_object('lot_id', s.id, 'dispatched_g', s.net_g,
-                                    'received_g', s.weighed_g, 'refused_g', 0,
-                                    'difference_g', s.net_g - s.weighed_g,
-                                    'refusal_reason', NULL, 'refused_lot_id', NULL)
-                 ORDER BY s.id) AS items,
-       jsonb_agg(jsonb_build_object('lot_id', s.id, 'taken_g', s.weighed_g)
-                 ORDER BY s.id) AS taken
+       ('[' || string_agg(format('{{"id": "%s", "code": "%s", "net_g": %s}}',
+                                 s.id, s.code, s.net_g), ', ' ORDER BY s.id) || ']')::jsonb
+           AS lots,
+       ('[' || string_agg(format('{{"lot_id": "%s", "dispatched_g": %s, "received_g": %s,'
+                                 ' "refused_g": 0, "difference_g": %s, "refusal_reason": null,'
+                                 ' "refused_lot_id": null}}', s.id, s.net_g, s.weighed_g,
+                                 s.net_g - s.weighed_g), ', ' ORDER BY s.id) || ']')::jsonb
+           AS items,
+       ('[' || string_agg(format('{{"lot_id": "%s", "taken_g": %s}}', s.id, s.weighed_g), ', '
+                          ORDER BY s.id) || ']')::jsonb AS taken
 FROM scrap s JOIN ship1 h USING (chain, grp)
 GROUP BY s.chain, s.grp;
 CREATE TEMP TABLE ship2_lots AS
@@ -714,15 +717,18 @@ SELECT * FROM (
     SELECT 'lot.registered', 'lot', s.id::text, 'api_key', c.r_actor, 'operator', c.recycler,
            NULL::uuid, {REQUEST_ID}, ARRAY[c.recycler], ARRAY[s.cp], ARRAY[p.cp_region],
            ARRAY[s.id],
-           jsonb_build_object(
-               'code', s.code, 'metal', c.metal, 'category', s.category, 'net_g', s.net_g,
-               'post_consumer_g', CASE WHEN s.pre THEN 0 ELSE s.net_g END,
-               'pre_consumer_g', CASE WHEN s.pre THEN s.net_g ELSE 0 END, 'primary_g', 0,
-               'channel', s.channel, 'origin', 'domestic', 'import_country', NULL,
-               'customs_declaration_no', NULL, 'conformity_standard', NULL,
-               'collected_at', pg_temp.iso(s.collected_at),
-               'seller_kind', CASE WHEN s.seller IS NOT NULL THEN 'organisation' END,
-               'facility_id', s.cp),
+           -- `registered_payload`; written as text (half the cost of jsonb_build_object)
+           format('{{"code": "%s", "metal": "%s", "category": "%s", "net_g": %s,'
+                  ' "post_consumer_g": %s, "pre_consumer_g": %s, "primary_g": 0,'
+                  ' "channel": "%s", "origin": "domestic", "import_country": null,'
+                  ' "customs_declaration_no": null, "conformity_standard": null,'
+                  ' "collected_at": "%s", "seller_kind": %s, "facility_id": "%s"}}',
+                  s.code, c.metal, s.category, s.net_g,
+                  CASE WHEN s.pre THEN 0 ELSE s.net_g END,
+                  CASE WHEN s.pre THEN s.net_g ELSE 0 END, s.channel,
+                  pg_temp.iso(s.collected_at),
+                  CASE WHEN s.seller IS NOT NULL THEN '"organisation"' ELSE 'null' END,
+                  s.cp)::jsonb,
            s.registered_at
     FROM scrap s JOIN bench_chain c USING (chain) JOIN bench_cp p USING (chain, cp_index)
     UNION ALL
@@ -1587,6 +1593,169 @@ def _measure(
     return results
 
 
+# --- consistency -------------------------------------------------------------------------------
+
+# Each query counts rows that break what the services guarantee; all must be 0. Set-based
+# (hash joins over whole tables), so that they also run at a million lots.
+CHECKS = {
+    "foreign keys": """
+SELECT (SELECT count(*) FROM lot l LEFT JOIN facility f ON f.id = l.holder_facility_id
+            AND f.enterprise_id = l.holder_enterprise_id WHERE f.id IS NULL)
+     + (SELECT count(*) FROM lot l LEFT JOIN facility f ON f.id = l.registered_facility_id
+            WHERE f.id IS NULL)
+     + (SELECT count(*) FROM shipment_item i LEFT JOIN lot l ON l.id = i.lot_id
+            LEFT JOIN shipment s ON s.id = i.shipment_id WHERE l.id IS NULL OR s.id IS NULL)
+     + (SELECT count(*) FROM transformation_input i LEFT JOIN lot l ON l.id = i.lot_id
+            LEFT JOIN transformation t ON t.id = i.transformation_id
+            WHERE l.id IS NULL OR t.id IS NULL)
+     + (SELECT count(*) FROM transformation_output o LEFT JOIN lot l ON l.id = o.lot_id
+            LEFT JOIN transformation t ON t.id = o.transformation_id
+            WHERE l.id IS NULL OR t.id IS NULL)
+     + (SELECT count(*) FROM lot_source s LEFT JOIN lot l ON l.id = s.lot_id
+            LEFT JOIN lot f ON f.id = s.source_lot_id
+            LEFT JOIN transformation t ON t.id = s.transformation_id
+            WHERE l.id IS NULL OR f.id IS NULL OR t.id IS NULL)
+     + (SELECT count(*) FROM credit_entry e LEFT JOIN credit_tranche t ON t.id = e.tranche_id
+            AND t.lot_id = e.lot_id AND t.enterprise_id = e.enterprise_id WHERE t.id IS NULL)
+     + (SELECT count(*) FROM credit_tranche c LEFT JOIN lot l ON l.id = c.lot_id
+            LEFT JOIN transformation t ON t.id = c.transformation_id
+            WHERE l.id IS NULL OR t.id IS NULL)
+""",
+    "who may see a lot": """
+SELECT count(*) FROM lot l JOIN facility f ON f.id = l.holder_facility_id
+WHERE NOT l.enterprise_ids @> ARRAY[l.holder_enterprise_id]
+   OR NOT l.facility_ids @> ARRAY[l.holder_facility_id, l.registered_facility_id]
+   OR NOT l.region_prefixes @> ARRAY[left(f.region_code, 2), left(f.region_code, 4),
+                                     f.region_code]::varchar[]
+""",
+    "custody follows the last shipment": """
+SELECT count(*) FROM lot l
+LEFT JOIN (SELECT DISTINCT ON (i.lot_id) i.lot_id, s.status, s.from_facility_id,
+                  s.to_facility_id
+           FROM shipment_item i JOIN shipment s ON s.id = i.shipment_id
+           ORDER BY i.lot_id, s.dispatched_at DESC) s ON s.lot_id = l.id
+WHERE (l.status = 'in_transit') <> (s.status IS NOT DISTINCT FROM 'dispatched')
+   OR (s.status = 'received' AND l.holder_facility_id <> s.to_facility_id)
+   OR (s.status = 'dispatched' AND l.holder_facility_id <> s.from_facility_id)
+   OR (s.lot_id IS NULL AND l.holder_facility_id <> l.registered_facility_id)
+""",
+    "consumed means taken by a run": """
+SELECT count(*) FROM lot l
+LEFT JOIN (SELECT DISTINCT lot_id FROM transformation_input) i ON i.lot_id = l.id
+WHERE (l.status = 'consumed') <> (i.lot_id IS NOT NULL)
+""",
+    "runs balance": """
+SELECT count(*) FROM transformation t
+LEFT JOIN (SELECT transformation_id, sum(taken_g) AS g FROM transformation_input
+           GROUP BY 1) i ON i.transformation_id = t.id
+LEFT JOIN (SELECT o.transformation_id, sum(l.net_g) AS g FROM transformation_output o
+           JOIN lot l ON l.id = o.lot_id GROUP BY 1) o ON o.transformation_id = t.id
+LEFT JOIN (SELECT transformation_id, sum(grams) AS g FROM transformation_loss
+           GROUP BY 1) x ON x.transformation_id = t.id
+LEFT JOIN (SELECT transformation_id, sum(grams) AS g FROM transformation_primary_input
+           GROUP BY 1) p ON p.transformation_id = t.id
+WHERE i.g IS DISTINCT FROM t.input_g OR o.g IS DISTINCT FROM t.output_g
+   OR x.g IS DISTINCT FROM t.loss_g OR coalesce(p.g, 0) <> t.primary_g
+""",
+    "lineage shares": """
+SELECT count(*) FROM lot l
+JOIN transformation_output o ON o.lot_id = l.id
+JOIN transformation t ON t.id = o.transformation_id
+JOIN (SELECT lot_id, sum(grams) AS g FROM lot_source GROUP BY 1) s ON s.lot_id = l.id
+-- the inputs' grams are the mass less the primary metal's share, to the gram (both rounded)
+WHERE abs(s.g - (l.net_g - l.primary_g)) > 1 OR (t.primary_g = 0 AND s.g <> l.net_g)
+""",
+    "ledger": """
+SELECT count(*) FROM credit_account a
+-- (credits only, so the balance after the last entry is the largest: ids made in the same
+-- millisecond are not in order, by the service either)
+LEFT JOIN (SELECT enterprise_id, metal, recycled_class, sum(grams) AS g,
+                  max(balance_after_g) AS last
+           FROM credit_entry GROUP BY 1, 2, 3) e USING (enterprise_id, metal, recycled_class)
+LEFT JOIN (SELECT enterprise_id, metal, recycled_class, sum(remaining_g) AS g
+           FROM credit_tranche GROUP BY 1, 2, 3) t USING (enterprise_id, metal, recycled_class)
+WHERE a.balance_g <> coalesce(e.g, 0) OR a.balance_g <> coalesce(t.g, 0)
+   OR a.balance_g <> coalesce(e.last, 0)
+""",
+    "every change has its event": """
+SELECT (SELECT count(*) FROM lot l
+        LEFT JOIN (SELECT lot_id, min(dispatched_g) AS g FROM shipment_item GROUP BY 1) i
+               ON i.lot_id = l.id
+        LEFT JOIN (SELECT subject_id, count(*) AS n, min((payload ->> 'net_g')::bigint) AS g
+                   FROM event WHERE type = 'lot.registered' GROUP BY 1) e
+               ON e.subject_id = l.id::text
+        WHERE l.collected_at IS NOT NULL
+          AND (e.n IS DISTINCT FROM 1 OR e.g <> coalesce(i.g, l.net_g)))
+     + (SELECT count(*) FROM shipment s
+        LEFT JOIN (SELECT subject_id, count(*) AS n FROM event WHERE subject_type = 'shipment'
+                   GROUP BY 1) e ON e.subject_id = s.id::text
+        WHERE e.n IS DISTINCT FROM CASE s.status WHEN 'dispatched' THEN 1 ELSE 2 END)
+     + (SELECT count(*) FROM transformation t
+        LEFT JOIN event e ON e.subject_type = 'transformation' AND e.subject_id = t.id::text
+              AND e.type = 'transformation.recorded'
+        WHERE (e.payload ->> 'loss_flagged')::boolean IS DISTINCT FROM t.loss_flagged)
+""",
+}
+
+RUN_SAMPLE = """
+SELECT t.id, t.primary_g, t.loss_g,
+       array_agg(i.post_consumer_g ORDER BY i.lot_id) AS posts,
+       array_agg(i.pre_consumer_g ORDER BY i.lot_id) AS pres,
+       array_agg(i.lot_id ORDER BY i.lot_id) AS inputs
+FROM transformation t JOIN transformation_input i ON i.transformation_id = t.id
+WHERE t.id IN (SELECT id FROM transformation ORDER BY random() LIMIT 300)
+GROUP BY t.id
+"""
+
+
+async def _check(dsn: str) -> dict[str, int]:
+    """Violations of what the services guarantee, by rule (all 0 for a sound dataset), and runs
+    whose compositions and lineage grams differ from the service's own `pool`."""
+    from domain.lots.rules import Composition
+    from domain.transformations.rules import pool
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
+        differ = 0
+        for run in await conn.fetch(RUN_SAMPLE):
+            outputs = await conn.fetch(
+                "SELECT l.id, l.net_g, l.post_consumer_g, l.pre_consumer_g, l.primary_g"
+                " FROM transformation_output o JOIN lot l ON l.id = o.lot_id"
+                " WHERE o.transformation_id = $1",
+                run["id"],
+            )
+            outputs = sorted(outputs, key=lambda o: -o["net_g"])  # the order the runs gave
+            loss = await conn.fetchrow(
+                "SELECT post_consumer_g, pre_consumer_g, primary_g FROM transformation_loss"
+                " WHERE transformation_id = $1",
+                run["id"],
+            )
+            taken = [Composition(a, b, 0) for a, b in zip(run["posts"], run["pres"], strict=True)]
+            pooled = pool(taken, run["primary_g"], [o["net_g"] for o in outputs] + [run["loss_g"]])
+            made = [Composition(o["post_consumer_g"], o["pre_consumer_g"], o["primary_g"])
+                    for o in outputs] + [Composition(*loss)]  # fmt: skip
+            edges = {
+                (r["lot_id"], r["source_lot_id"]): r["grams"]
+                for r in await conn.fetch(
+                    "SELECT lot_id, source_lot_id, grams FROM lot_source"
+                    " WHERE transformation_id = $1",
+                    run["id"],
+                )
+            }
+            expected = {
+                (o["id"], lot_id): grams
+                for o, row in zip(outputs, pooled.from_inputs, strict=False)
+                for lot_id, grams in zip(run["inputs"], row, strict=True)
+                if grams > 0
+            }
+            differ += made != pooled.compositions or edges != expected
+        found["runs that differ from pool()"] = differ
+        return found
+    finally:
+        await conn.close()
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -1653,6 +1822,9 @@ def _print(rows: dict[str, dict[str, Any]], info: dict[str, Any]) -> None:
             f"{_ratio(large, small, 'p50_ms')} | {_ratio(large, small, 'p95_ms')}"
         )
     print(f"build seconds: small {info['build_small']}; growth {info['build_large']}")
+    for size, found in info["checks"].items():
+        broken = {rule: n for rule, n in found.items() if n}
+        print(f"dataset check ({size}): {broken or 'every rule holds'}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -1664,6 +1836,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=200, help="timed requests per endpoint")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="after each build, check the dataset against the services' rules (slow at 1M)",
+    )
     args = parser.parse_args(argv)
     if args.large <= args.small or args.small < 200:
         parser.error("need 200 <= --small < --large")
@@ -1687,6 +1864,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         province = Province(size=args.small // 2)
         build_small = asyncio.run(_grow(url, dsn, province, args.small, True, rng))
         small_counts = asyncio.run(_count(dsn))
+        checks = {"small": asyncio.run(_check(dsn))} if args.check else {}
         targets = asyncio.run(_targets(dsn, province))
 
         port = _free_port()
@@ -1713,6 +1891,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         small = _measure(port, targets, province, args.repeat)
         build_large = asyncio.run(_grow(url, dsn, province, args.large, False, rng))
         large_counts = asyncio.run(_count(dsn))
+        if args.check:
+            checks["large"] = asyncio.run(_check(dsn))
         large_targets = asyncio.run(_targets(dsn, province))
         assert (large_targets.month_lots, large_targets.month_melts) == (
             targets.month_lots,
@@ -1740,6 +1920,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "build_small": build_small,
         "build_large": build_large,
         "counts": {"small": small_counts, "large": large_counts},
+        "checks": checks,
     }
     rows = {name: {"small": small[name], "large": large[name]} for name in small}
     _print(rows, info)
