@@ -484,8 +484,9 @@ async def issue_certificate(
             f"lot {lot.code} is {lot.kind}, not a product",
             errors=[{"pointer": "/lot_id", "detail": "not a product lot"}],
         )
-    if lot.status == LotStatus.voided:
-        raise Conflict(f"lot {lot.code} is voided")
+    if lot.status in (LotStatus.voided, LotStatus.consumed):
+        # A consumed lot's metal lives on in what was made from it: certify those instead.
+        raise Conflict(f"lot {lot.code} is {lot.status}: certify what was made from it")
     recipient = await _party(session, request.recipient_enterprise_id)
     if recipient is None:
         raise UnknownRecipient(

@@ -84,7 +84,9 @@ async def test_only_the_recycled_classes_a_product_holds_are_credited(plant: Pla
     assert [e["recycled_class"] for e in ledger["items"]] == [PRE]  # no zero entry
 
 
-async def test_casting_a_credited_product_credits_nothing_again(plant: Plant) -> None:
+async def test_casting_a_credited_product_credits_nothing_again(
+    plant: Plant, session: AsyncSession
+) -> None:
     """Molten metal from the standard melt is cast into ingots: the recycled kilograms were
     credited when the molten lot was made; counting them again would let B claim 229.2 kg of
     post-consumer aluminium from 120 kg of scrap."""
@@ -105,6 +107,11 @@ async def test_casting_a_credited_product_credits_nothing_again(plant: Plant) ->
         (AL, PRE): (Decimal("38.4"), 0),
     }
     assert len(entries(ledger, "credit")) == 2  # the molten lot's
+    # The molten lot is consumed: its metal lives on in the ingot, which is what is certified.
+    recipient = await new_enterprise(session)
+    refused = await issue(plant, molten, recipient)
+    assert refused.status_code == 409, refused.text
+    assert "consumed" in refused.json()["detail"]
     # Voiding the cast takes back nothing and leaves the melt's credits.
     assert (await void(plant, cast.json()["id"])).status_code == 200
     assert balances(await credits(plant, plant.world.enterprise_b))[(AL, POST)][0] == Decimal(
