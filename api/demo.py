@@ -516,6 +516,8 @@ class Demo:
         self.flagged = not self.first
         self.exported = not self.first
         self.certified: Counter[str] = Counter()  # certificates by producer in this lane
+        self.to_certify: list[tuple[str, Held]] = []  # several lanes: certified at the end
+        self.label = ""  # progress lines of a lane name it
         self.started = time.perf_counter()
         self.stages: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # wall, cpu
 
@@ -530,8 +532,9 @@ class Demo:
     def _progress(self, what: str) -> None:
         elapsed = time.perf_counter() - self.started
         rate = self.registered / elapsed if elapsed else 0
-        lane = f"lane {self.lane + 1}/{self.lanes}: " if self.lanes > 1 else ""
-        self.echo(f"[{elapsed:7.1f} s] {lane}{what} ({self.registered:,} lots, {rate:,.0f} lots/s)")
+        self.echo(
+            f"[{elapsed:7.1f} s] {self.label}{what} ({self.registered:,} lots, {rate:,.0f} lots/s)"
+        )
 
     async def _stage(self, name: str, work: Awaitable[None]) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -1378,18 +1381,33 @@ class Demo:
     async def certify(self) -> None:
         """Producers certify most product lots their customers received: the lot's own
         composition (proportional), or a mass-balance claim on the plant's credits for the
-        electrolytic plants' molten metal, which is mostly primary."""
+        electrolytic plants' molten metal, which is mostly primary.
+
+        With several lanes the certificates are issued after all lanes are done: a debit's
+        ledger entries refer to (and so key-share lock) the lots whose credits it draws, which
+        may be another lane's products that this moment are locked for a shipment, and the two
+        transactions can deadlock (see `certify_after`)."""
+        chosen = []
+        for key, site in self.sites.items():
+            if site.spec.kind is not PLANT:
+                continue
+            received = self.inbox[key]
+            self.inbox[key] = []
+            chosen += [
+                (key, lot)
+                for index, lot in enumerate(received)
+                if not index or self.rng.random() <= 0.7
+            ]
+        if self.lanes > 1:
+            self.to_certify += chosen
+            return
+        await self.certify_after(chosen)
+
+    async def certify_after(self, chosen: Sequence[tuple[str, Held]]) -> None:
         async with self.factory() as session:
-            for key, site in self.sites.items():
-                if site.spec.kind is not PLANT:
-                    continue
-                received = self.inbox[key]
-                self.inbox[key] = []
-                for index, lot in enumerate(received):
-                    if index and self.rng.random() > 0.7:
-                        continue
-                    await self._certificate(session, site, lot)
-                    await session.commit()  # one producer's account lock at a time
+            for key, lot in chosen:
+                await self._certificate(session, self.sites[key], lot)
+                await session.commit()  # one producer's account lock at a time
 
     async def _certificate(self, session: AsyncSession, customer: Site, lot: Held) -> None:
         producer = self.sites[lot.producer]
@@ -1483,6 +1501,7 @@ class Demo:
 
     async def drive(self) -> None:
         """This lane's lots, wave after wave, through every step."""
+        self.label = f"lane {self.lane + 1}/{self.lanes}: " if self.lanes > 1 else ""
         waves = max(1, math.ceil(self.total / WAVE_LOTS))
         weights = [sum(self.sites[k].spec.weight for k in keys) for keys in partition(self.lanes)]
         stage = self._stage
@@ -1637,7 +1656,15 @@ def _demo(engine: Any, settings: Any, *, total: int, seed: int, echo: Echo, lane
     )
 
 
-async def _drive(lane: Lane, echo: Echo) -> tuple[dict[str, int], dict[str, list[float]]]:
+@dataclass(frozen=True, slots=True)
+class LaneResult:
+    stats: dict[str, int]
+    stages: dict[str, list[float]]
+    to_certify: list[tuple[str, Held]]
+    credit: dict[tuple[str, str, int], int]
+
+
+async def _drive(lane: Lane, echo: Echo) -> LaneResult:
     from integrations.database import create_engine
 
     engine = create_engine(lane.url, pool_size=1)
@@ -1648,12 +1675,16 @@ async def _drive(lane: Lane, echo: Echo) -> tuple[dict[str, int], dict[str, list
         )  # fmt: skip
         demo.load(lane.network)
         await demo.drive()
-        return dict(demo.stats), dict(demo.stages)
+        return LaneResult(dict(demo.stats), dict(demo.stages), demo.to_certify, dict(demo.credit))
     finally:
         await engine.dispose()
 
 
-def _lane_process(lane: Lane) -> tuple[dict[str, int], dict[str, list[float]]]:
+def stats_total(lanes: Sequence[LaneResult], prefix: str) -> int:
+    return sum(v for done in lanes for k, v in done.stats.items() if k.startswith(prefix))
+
+
+def _lane_process(lane: Lane) -> LaneResult:
     return asyncio.run(_drive(lane, functools.partial(print, flush=True)))
 
 
@@ -1675,10 +1706,10 @@ async def run_demo(
     try:
         builder = _demo(engine, settings, total=lots_count, seed=seed, echo=echo, lanes=workers)
         network = await builder.build_network()
+        builder.load(network)
         if workers == 1:
-            builder.load(network)
             await builder.drive()
-            lanes = [(dict(builder.stats), dict(builder.stages))]
+            lanes = [LaneResult(dict(builder.stats), dict(builder.stages), [], {})]
         else:
             loop = asyncio.get_running_loop()
             context = multiprocessing.get_context("spawn")
@@ -1693,15 +1724,22 @@ async def run_demo(
                         for lane in range(workers)
                     )
                 )
+            for done in lanes:
+                builder.credit.update(done.credit)
+            chosen = [item for done in lanes for item in done.to_certify]
+            await builder._stage("certify (after the lanes)", builder.certify_after(chosen))
+            lanes.append(LaneResult(dict(builder.stats), dict(builder.stages), [], {}))
+            issued = stats_total(lanes, "certificates.")
+            echo(f"[{time.perf_counter() - started:7.1f} s] {issued:,} certificates issued")
         async with builder.factory() as session:
             counts = await summary(session)
     finally:
         await engine.dispose()
     stats: Counter[str] = Counter()
     stages: dict[str, tuple[float, float]] = {}
-    for lane_stats, lane_stages in lanes:
-        stats.update(lane_stats)
-        for name, (wall, cpu) in lane_stages.items():
+    for done in lanes:
+        stats.update(done.stats)
+        for name, (wall, cpu) in done.stages.items():
             before = stages.get(name, (0.0, 0.0))
             stages[name] = (before[0] + wall, before[1] + cpu)
     return Result(lots_count, time.perf_counter() - started, counts, stages, dict(stats))
