@@ -1810,6 +1810,12 @@ def _print(rows: dict[str, dict[str, Any]], info: dict[str, Any]) -> None:
         f" datasets; the database holds {info['small_lots']:,} / {info['large_lots']:,} lots"
         f" ({info['small_events']:,} / {info['large_events']:,} events)"
     )
+    small_load, large_load = info["load_average"]["small"], info["load_average"]["large"]
+    print(
+        "load average (1 min) before and after timing: small"
+        f" {small_load[0]:.1f} / {small_load[1]:.1f}, large {large_load[0]:.1f} /"
+        f" {large_load[1]:.1f} (the control row shows what the machine did between the two)"
+    )
     print("endpoint | small p50 ms | p95 | max | large p50 ms | p95 | max | ratio p50 | ratio p95")
     for name, row in rows.items():
         small, large = row["small"], row["large"]
@@ -1888,7 +1894,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except RuntimeError:
             print((workdir / "server.log").read_text()[-3000:], file=sys.stderr)
             raise
+        load = {"small": [os.getloadavg()[0]]}
         small = _measure(port, targets, province, args.repeat)
+        load["small"].append(os.getloadavg()[0])
         build_large = asyncio.run(_grow(url, dsn, province, args.large, False, rng))
         large_counts = asyncio.run(_count(dsn))
         if args.check:
@@ -1898,7 +1906,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             targets.month_lots,
             targets.month_melts,
         ), "the measured enterprises' month changed with the growth"
+        load["large"] = [os.getloadavg()[0]]
         large = _measure(port, targets, province, args.repeat)
+        load["large"].append(os.getloadavg()[0])
     finally:
         if process is not None:
             process.terminate()
@@ -1921,6 +1931,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "build_large": build_large,
         "counts": {"small": small_counts, "large": large_counts},
         "checks": checks,
+        "load_average": load,
     }
     rows = {name: {"small": small[name], "large": large[name]} for name in small}
     _print(rows, info)
