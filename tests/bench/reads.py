@@ -1,11 +1,13 @@
 """Read latency at 10 thousand and at 1 million lots (issues 5 and 8, DESIGN §7).
 
     .venv/bin/python -m tests.bench.reads [--small 10000] [--large 1000000] [--repeat 200]
+                                          [--check] [--json FILE]
 
 One run, one server, one database. Starts an embedded PostgreSQL in a temporary folder (or uses
 BENCH_DATABASE_URL, which must name a disposable database), migrates it, builds a province of
 `--small` lots, starts the real server (`scrapflow serve`, production settings, real API-key
-authentication) and times over HTTP, one request at a time:
+authentication) and times over HTTP, one request at a time, the endpoints taking turns (and a
+control request, an enterprise by id, that shows what the machine did between the two timings):
 
 - GET /api/v1/enterprises/{id}/statement?from=&to= for the measured smelter and recycler, over
   the last calendar month (reported as "not available" when the route does not exist);
@@ -37,7 +39,16 @@ transit, or waiting to be processed.
 The measured recycler, smelter and processor form one chain whose volume is the same in both
 datasets (`--small` // 2 scrap lots a year); only the rest of the province grows. The audit
 sealer does not run in the API process during the benchmark (SCRAPFLOW_SEALER_IN_API=false):
-sealing the bulk-built history is another benchmark and would compete for the same two cores."""
+sealing the bulk-built history is another benchmark and would compete for the same two cores.
+
+`--check` counts, after each build, the rows that break the services' rules (keys, visibility
+arrays, custody, consumption, run balances, lineage shares, ledger, one event per change) and
+recomputes a sample of runs with `pool()`; the CI-sized run requires none. Known simplifications:
+sellers are organisations (an individual's sealed identity needs the server's key per lot), no
+certificates are issued (the ledger holds credits only), and the growth's secondary indexes are
+built afresh after the load (compact, where years of inserts would have split pages); foreign keys
+are not checked row by row during the load (session_replication_role, when the role may) since
+`--check` covers them."""
 
 from __future__ import annotations
 
