@@ -26,7 +26,7 @@ run: install
 
 ## test: the whole test suite (embedded PostgreSQL unless TEST_DATABASE_URL is set)
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 ## lint: ruff, formatting, mypy strict
 lint: install

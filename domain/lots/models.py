@@ -38,7 +38,8 @@ class Lot(SQLModel, table=True):
         CheckConstraint(
             "post_consumer_g + pre_consumer_g + primary_g = net_g", name="composition_sums_to_net"
         ),
-        Index("ix_lot_holder", "holder_facility_id", "status", "id"),
+        # A facility's lots in id order (keyset pages); a status filter is read along the way.
+        Index("ix_lot_holder", "holder_facility_id", "id"),
         Index("ix_lot_enterprise_ids", "enterprise_ids", postgresql_using="gin"),
         Index("ix_lot_region_prefixes", "region_prefixes", postgresql_using="gin"),
         Index("ix_lot_parent", "parent_lot_id", postgresql_where=text("parent_lot_id IS NOT NULL")),

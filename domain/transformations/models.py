@@ -61,6 +61,8 @@ class TransformationInput(SQLModel, table=True):
     void can put it back to the gram."""
 
     __tablename__ = "transformation_input"
+    # The runs that took from a lot (a void checks whether a later one did).
+    __table_args__ = (Index("ix_transformation_input_lot", "lot_id"),)
 
     transformation_id: uuid.UUID = Field(sa_column=_transformation())
     lot_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("lot.id"), primary_key=True))

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -263,7 +264,10 @@ async def test_the_schedule_pushes_the_previous_month_once(
     due = period.end + timedelta(hours=25)
     stop = asyncio.Event()
     loop = asyncio.create_task(worker.report_schedule(sessionmaker, cloud, stop, lambda: due))
-    for _ in range(200):
+    # Every enterprise in the database is pushed: with the data other tests committed that may
+    # be hundreds, so wait for the month to be finished rather than for a fixed time.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         done = await session.scalar(
             select(col(ReportSchedule.finished_at))
             .where(col(ReportSchedule.period) == period.month)
@@ -272,6 +276,7 @@ async def test_the_schedule_pushes_the_previous_month_once(
         if done is not None:
             break
         await asyncio.sleep(0.05)
+    assert done is not None, "the schedule did not finish the month"
     await asyncio.sleep(0.2)  # a few more rounds of the loop: they must push nothing
     stop.set()
     await loop
