@@ -404,7 +404,7 @@ WITH intake AS (
     SELECT s.to_facility_id AS facility_id,
            sum(i.received_g - coalesce(i.refused_g, 0)) AS grams
     FROM shipment s JOIN shipment_item i ON i.shipment_id = s.id
-    WHERE s.status = 'received' AND s.received_at >= :from AND s.received_at < :to
+    WHERE s.received_at >= :from AND s.received_at < :to
       AND s.to_region LIKE :j
     GROUP BY 1
     UNION ALL

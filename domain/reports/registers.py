@@ -46,7 +46,7 @@ FROM shipment s
 JOIN shipment_item i ON i.shipment_id = s.id
 JOIN lot l ON l.id = i.lot_id
 JOIN facility f ON f.id = s.from_facility_id
-WHERE s.to_facility_id = :facility AND s.status = 'received'
+WHERE s.to_facility_id = :facility
   AND s.received_at >= :from AND s.received_at < :to
 UNION ALL
 SELECT t.ended_at, 'produced', {_LOT},

@@ -212,7 +212,10 @@ def _require_party(actor: Actor, enterprise_id: uuid.UUID, what: str) -> None:
 
 async def _lock_lots(session: AsyncSession, lot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Lot]:
     rows = await session.scalars(
-        select(Lot).where(col(Lot.id).in_(lot_ids)).order_by(col(Lot.id)).with_for_update()
+        select(Lot)
+        .where(col(Lot.id).in_(lot_ids))
+        .order_by(col(Lot.id))
+        .with_for_update(key_share=True)
     )
     return {lot.id: lot for lot in rows}
 

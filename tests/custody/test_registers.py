@@ -152,3 +152,27 @@ async def test_bad_parameters_are_422(plant: Plant) -> None:
     assert_problem(bad_period, 422)
     assert_problem(await _register(plant, plant.centre, plant.b, format="pdf"), 422)
     assert_problem(await _register(plant, plant.centre, plant.b, direction="sideways"), 422)
+
+
+async def test_a_partly_refused_receipt_registers_what_was_accepted(plant: Plant) -> None:
+    custody = plant.custody
+    lots = [await custody.register(100), await custody.register(40)]
+    shipped = await custody.ship([lot["id"] for lot in lots])
+    assert shipped.status_code == 201, shipped.text
+    received = await custody.receive(
+        shipped.json()["id"],
+        [
+            {
+                "lot_id": lots[0]["id"],
+                "received_kg": 100,
+                "refused_kg": 10,
+                "refusal_reason": "wet",
+            },
+            {"lot_id": lots[1]["id"], "received_kg": 40},
+        ],
+    )
+    assert received.status_code == 201, received.text
+    assert received.json()["status"] == "partially_refused"
+    rows = _rows((await _register(plant, plant.centre, plant.b)).content)
+    accepted = {r["lot_code"]: Decimal(r["kg"]) for r in rows if r["movement"] == "received"}
+    assert accepted == {lots[0]["code"]: Decimal(90), lots[1]["code"]: Decimal(40)}
