@@ -47,7 +47,7 @@ from domain.audit import service as audit
 from integrations.database import create_engine, session_factory
 from integrations.secrets import file_secret
 from integrations.settings import Settings
-from integrations.signing import load_signer
+from integrations.signing import load_signer, trusted_keys
 from integrations.vault import AesGcmVault, decode_key
 from integrations.webhooks import relaying
 
@@ -134,6 +134,7 @@ def create_app(
         else file_secret(settings.data_dir / "keys" / "seller.key")
     )
     app.state.signer = load_signer(settings)
+    app.state.trusted_keys = trusted_keys(settings)
     app.state.principals = PrincipalCache(settings.principal_cache_seconds)
     app.state.tokens = TokenIssuer(
         secret=secret,

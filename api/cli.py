@@ -184,7 +184,10 @@ def verify_audit(
     with database(settings) as url:
         _migrate(url)
         started = time.perf_counter()
-        result = asyncio.run(_in_session(url, lambda s: audit.verify_chain(s, from_seq, to_seq)))
+        keys = signing.trusted_keys(settings)
+        result = asyncio.run(
+            _in_session(url, lambda s: audit.verify_chain(s, from_seq, to_seq, trusted_keys=keys))
+        )
         elapsed = time.perf_counter() - started
     report = {
         "valid": result.valid,

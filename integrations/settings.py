@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Ed25519 private key (base64 of the 32-byte seed) signing certificates and checkpoints;
     # without one, data_dir/keys/signing.key (mode 0600) is used, created on first start.
     signing_key: SecretStr | None = None
+    # Public keys (base64 of the raw 32 bytes) of signing keys used before, for audit
+    # verification: checkpoints are only trusted when signed by a key known outside the database.
+    retired_public_keys: list[str] = []
     # Recycled credits expire this many days after they were earned (the accounting period).
     credit_period_days: int = Field(default=365, ge=1)
     # Where the public reaches the service: certificates carry a verification URL under it.

@@ -61,3 +61,17 @@ def rotate(settings: Settings) -> tuple[Ed25519Signer, Ed25519Signer]:
     old = load_signer(settings)
     path.rename(path.with_name(f"{old.key_id}.key.retired"))
     return old, load_signer(settings)
+
+
+def trusted_keys(settings: Settings) -> dict[str, bytes]:
+    """The public keys checkpoints may be verified with, known without asking the database: the
+    current key, the keys rotated aside in the data folder, and retired keys named in settings."""
+    current = load_signer(settings)
+    keys = {current.key_id: current.public_key}
+    for retired in sorted(_key_file(settings).parent.glob("*.key.retired")):
+        signer = Ed25519Signer(retired.read_bytes())
+        keys[signer.key_id] = signer.public_key
+    for value in settings.retired_public_keys:
+        public_key = decode_key(value)
+        keys[key_id_of(public_key)] = public_key
+    return keys

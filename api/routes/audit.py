@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, Session, require
@@ -71,6 +71,7 @@ async def events(
     summary="Recompute the hash chain and check the signed checkpoints; the first break and why",
 )
 async def verify(
+    request: Request,
     session: Session,
     from_seq: Annotated[int, Query(ge=1, le=2**62)] = 1,
     to_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
@@ -80,7 +81,10 @@ async def verify(
             f"to_seq ({to_seq}) is before from_seq ({from_seq})",
             errors=[{"pointer": "/to_seq", "detail": "before from_seq", "location": "query"}],
         )
-    return VerificationOut.of(await audit.verify_chain(session, from_seq, to_seq))
+    keys = request.app.state.trusted_keys
+    return VerificationOut.of(
+        await audit.verify_chain(session, from_seq, to_seq, trusted_keys=keys)
+    )
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -357,7 +357,12 @@ async def _sealed_pages(
 
 
 async def verify_chain(
-    session: AsyncSession, from_seq: int = 1, to_seq: int | None = None, *, page: int = 10_000
+    session: AsyncSession,
+    from_seq: int = 1,
+    to_seq: int | None = None,
+    *,
+    trusted_keys: Mapping[str, bytes] | None = None,
+    page: int = 10_000,
 ) -> Verification:
     """Recompute the chain over [from_seq, to_seq] and check the checkpoints in it: the first
     break found, with its reason (missing, reordered, edited, bad checkpoint signature)."""
@@ -389,7 +394,14 @@ async def verify_chain(
                 break
     if not check.broken and check.expected <= last:
         check.broken = Break(check.expected, "missing", f"no event has seq {check.expected}")
-    keys = {k.key_id: k.public_key for k in await published_keys(session)}
+    # The keys a checkpoint may be signed with come from outside the database when given (the
+    # platform's own and retired keys): whoever can write the database could otherwise add a key
+    # of their own, rewrite the chain and sign new checkpoints.
+    keys = (
+        dict(trusted_keys)
+        if trusted_keys is not None
+        else {k.key_id: k.public_key for k in await published_keys(session)}
+    )
     checked = 0
     for checkpoint in checkpoints:
         if check.broken and checkpoint.seq >= check.broken.seq:

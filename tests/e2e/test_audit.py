@@ -25,6 +25,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from integrations.database import create_engine
+from integrations.settings import Settings
+from integrations.signing import load_signer
 from tests.databases import drop_database, in_thread, migrated_database
 from tests.e2e.test_walkthrough import ADMIN_KEY, _Drain, _free_port
 from tests.integration.test_audit_chain import Db, seal_all, settled, write_events
@@ -77,13 +79,15 @@ def _env(database: str, data_dir: Path, **settings: str) -> dict[str, str]:
 # --- scrapflow audit verify ---------------------------------------------------------------------
 
 
-async def _sealed_events(url: str, count: int) -> None:
+async def _sealed_events(url: str, count: int, data_dir: Path) -> None:
+    """Sealed and checkpointed with the platform key of `data_dir`, the one the CLI trusts."""
     engine = create_engine(url, pool_size=2)
     db = Db(url, engine)
+    signer = load_signer(Settings(database_url=url, data_dir=data_dir))
     try:
         await write_events(db, count)
         await settled(db)
-        await seal_all(db, limit=4, checkpoint_every=5)
+        await seal_all(db, signer=signer, limit=4, checkpoint_every=5)
     finally:
         await engine.dispose()
 
@@ -119,7 +123,7 @@ def _verify(database: str, data_dir: Path, *args: str) -> tuple[int, dict[str, A
 def test_audit_verify_prints_json_and_exits_1_naming_the_broken_seq(
     database: str, data_dir: Path
 ) -> None:
-    run(_sealed_events(database, 23))
+    run(_sealed_events(database, 23, data_dir))
     code, report = _verify(database, data_dir)
     assert code == 0, report
     assert report["valid"] is True and report["broken"] is None

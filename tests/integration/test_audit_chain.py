@@ -138,9 +138,9 @@ async def write_events(db: Db, count: int, *, per_transaction: int = 3) -> None:
             await session.commit()
 
 
-async def seal_once(db: Db, **options: Any) -> audit.Sealed:
+async def seal_once(db: Db, signer: Ed25519Signer = SIGNER, **options: Any) -> audit.Sealed:
     async with session_factory(db.engine)() as session:
-        sealed = await audit.seal(session, SIGNER, **options)
+        sealed = await audit.seal(session, signer, **options)
         await session.commit()
     return sealed
 
@@ -591,6 +591,54 @@ async def test_a_consistently_rewritten_chain_is_caught_by_its_checkpoint(db: Db
     assert (result.broken.seq, result.broken.reason) == (20, "checkpoint_mismatch")
     assert result.events_checked == 30  # the links and hashes themselves hold
     assert result.checkpoints_checked == 1  # the one at 10
+
+
+async def test_an_insiders_own_key_in_the_database_does_not_make_a_forgery_valid(
+    db: Db,
+) -> None:
+    """Someone who can write the database rewrites an event, recomputes the chain, publishes a key
+    of their own and re-signs every checkpoint with it. Against the keys in the database that is
+    consistent; against the keys the platform holds outside it, it is not."""
+    await _checkpointed_chain(db, count=30, every=10)
+    insider = Ed25519Signer(b"i" * 32)
+    async with as_owner(db) as owner:
+        await owner.execute("UPDATE event SET payload = payload || '{\"net_g\": 1}' WHERE seq = 5")
+        previous = await owner.fetchval("SELECT hash FROM event WHERE seq = 4")
+        for row in await owner.fetch("SELECT * FROM event WHERE seq >= 5 ORDER BY seq"):
+            event = dict(row)
+            event["payload"] = json.loads(event["payload"])
+            digest = rules.chain_hash(previous, event)
+            await owner.execute(
+                "UPDATE event SET prev_hash = $1, hash = $2 WHERE id = $3",
+                previous,
+                digest,
+                row["id"],
+            )
+            previous = digest
+        await owner.execute(
+            "INSERT INTO signing_key (key_id, algorithm, public_key) VALUES ($1, 'Ed25519', $2)",
+            insider.key_id,
+            insider.public_key,
+        )
+        for checkpoint in await owner.fetch("SELECT seq, made_at FROM audit_checkpoint"):
+            head = await owner.fetchval("SELECT hash FROM event WHERE seq = $1", checkpoint["seq"])
+            payload = rules.checkpoint_payload(
+                checkpoint["seq"], head, checkpoint["made_at"], insider.key_id
+            )
+            await owner.execute(
+                "UPDATE audit_checkpoint SET head_hash = $1, key_id = $2, payload = $3,"
+                " signature = $4 WHERE seq = $5",
+                head,
+                insider.key_id,
+                payload.decode(),
+                insider.sign(payload),
+                checkpoint["seq"],
+            )
+    assert (await verify(db)).valid  # the database alone vouches for itself
+    async with session_factory(db.engine)() as session:
+        result = await audit.verify_chain(session, trusted_keys={SIGNER.key_id: SIGNER.public_key})
+    assert result.broken is not None
+    assert (result.broken.seq, result.broken.reason) == (10, "bad_checkpoint_signature")
 
 
 async def test_events_deleted_at_the_end_under_a_checkpoint_are_missing(db: Db) -> None:
