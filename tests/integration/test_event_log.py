@@ -144,3 +144,26 @@ async def test_sealing_may_fill_the_chain_columns_once(session: AsyncSession) ->
             await session.execute(
                 seal, {"seq": 10**12 + 1, "h": b"y" * 32, "p": b"\0" * 32, "id": event.id}
             )
+
+
+async def test_the_trigger_guards_every_column_but_the_chains(session: AsyncSession) -> None:
+    """The trigger lets the sealing update through by comparing the columns in its WHEN clause:
+    a column added to the table later must be compared too, or it could be edited at sealing."""
+    columns = set(
+        await session.scalars(
+            text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'event'"
+            )
+        )
+    )
+    definition = await session.scalar(
+        text(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+            " WHERE tgname = 'event_append_only' AND tgrelid = 'event'::regclass"
+        )
+    )
+    assert definition is not None
+    guarded = {c for c in columns if f"old.{c} " in definition or f"old.{c})" in definition}
+    assert columns - guarded == {"prev_hash", "hash"}  # seq is checked on its own
+    assert "old.seq IS NOT NULL" in definition
