@@ -608,7 +608,8 @@ async def test_a_page_takes_a_fixed_number_of_queries(
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
+        if "api_key" not in statement:  # the caller's credentials, when the 5 s cache expired
+            statements.append(statement)
 
     sa_event.listen(engine, "before_cursor_execute", count)
     try:
