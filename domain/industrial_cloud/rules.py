@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+from domain import retry
 from domain.mass import g_to_kg
 
 SCHEMA = "scrapflow.industrial-cloud.enterprise-month"
@@ -91,19 +91,10 @@ def verdict(status_code: int | None) -> Verdict:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); the wait is
+    capped again by the backoff's maximum."""
+    delay = retry.parse_retry_after(value, now, timedelta(days=1))
+    return None if delay is None else delay.total_seconds()
 
 
 def retry_delay(

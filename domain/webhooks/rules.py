@@ -10,9 +10,10 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import SplitResult, urlsplit
+
+from domain import retry
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes
@@ -193,20 +194,8 @@ def retry_delay(
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """A Retry-After header (RFC 9110): delay-seconds or an HTTP date. None when absent or
-    unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=min(int(value), int(RETRY_AFTER_CAP.total_seconds())))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(when - now, timedelta(0))
+    """A receiver's Retry-After, capped at a day."""
+    return retry.parse_retry_after(value, now, RETRY_AFTER_CAP)
 
 
 def should_disable(
