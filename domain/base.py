@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, text
+from sqlalchemy import BigInteger, Column, DateTime, text
 from sqlmodel import SQLModel
 
 metadata = SQLModel.metadata  # with the naming convention set in domain/__init__.py
@@ -22,3 +22,8 @@ def timestamp(*, now: bool = False, nullable: bool | None = None) -> Column[date
         nullable=(not now) if nullable is None else nullable,
         server_default=text("now()") if now else None,
     )
+
+
+def grams_column() -> Column[int]:
+    """A required mass in integer grams (never a float)."""
+    return Column(BigInteger, nullable=False)

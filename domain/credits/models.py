@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -24,12 +23,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from domain.base import timestamp
+from domain.base import grams_column, timestamp
 from domain.ids import new_id
-
-
-def _grams() -> Column[int]:
-    return Column(BigInteger, nullable=False)
 
 
 def _enterprise(primary_key: bool = False) -> Column[uuid.UUID]:
@@ -47,7 +42,7 @@ class CreditAccount(SQLModel, table=True):
     enterprise_id: uuid.UUID = Field(sa_column=_enterprise(primary_key=True))
     metal: str = Field(sa_column=Column(String(16), primary_key=True))
     recycled_class: str = Field(sa_column=Column(String(16), primary_key=True))
-    balance_g: int = Field(sa_column=_grams())
+    balance_g: int = Field(sa_column=grams_column())
     updated_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
 
 
@@ -75,8 +70,8 @@ class CreditTranche(SQLModel, table=True):
     transformation_id: uuid.UUID = Field(
         sa_column=Column(Uuid(), ForeignKey("transformation.id"), nullable=False)
     )
-    credited_g: int = Field(sa_column=_grams())
-    remaining_g: int = Field(sa_column=_grams())
+    credited_g: int = Field(sa_column=grams_column())
+    remaining_g: int = Field(sa_column=grams_column())
     credited_at: datetime = Field(sa_column=timestamp(nullable=False))
     expires_at: datetime = Field(sa_column=timestamp(nullable=False))
 
@@ -92,8 +87,8 @@ class CreditEntry(SQLModel, table=True):
     metal: str = Field(max_length=16)
     recycled_class: str = Field(max_length=16)
     kind: str = Field(max_length=16)
-    grams: int = Field(sa_column=_grams())
-    balance_after_g: int = Field(sa_column=_grams())
+    grams: int = Field(sa_column=grams_column())
+    balance_after_g: int = Field(sa_column=grams_column())
     tranche_id: uuid.UUID | None = Field(default=None, sa_column=_optional("credit_tranche"))
     lot_id: uuid.UUID | None = Field(default=None, sa_column=_optional("lot"))
     transformation_id: uuid.UUID | None = Field(default=None, sa_column=_optional("transformation"))
@@ -133,9 +128,9 @@ class Certificate(SQLModel, table=True):
     debited_enterprise_id: uuid.UUID = Field(sa_column=_enterprise())
     method: str = Field(max_length=16)
     metal: str = Field(max_length=16)
-    mass_g: int = Field(sa_column=_grams())
-    claimed_post_consumer_g: int = Field(sa_column=_grams())
-    claimed_pre_consumer_g: int = Field(sa_column=_grams())
+    mass_g: int = Field(sa_column=grams_column())
+    claimed_post_consumer_g: int = Field(sa_column=grams_column())
+    claimed_pre_consumer_g: int = Field(sa_column=grams_column())
     payload: str = Field(sa_column=Column(Text, nullable=False))
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     key_id: str = Field(max_length=64)

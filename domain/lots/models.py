@@ -19,12 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from domain.base import timestamp
+from domain.base import grams_column, timestamp
 from domain.ids import new_id
-
-
-def _grams() -> Column[int]:
-    return Column(BigInteger, nullable=False)
 
 
 class Lot(SQLModel, table=True):
@@ -53,10 +49,10 @@ class Lot(SQLModel, table=True):
     category: str | None = Field(default=None, max_length=32)
     product_form: str | None = Field(default=None, max_length=16)
     destination_use: str | None = Field(default=None, max_length=16)
-    net_g: int = Field(sa_column=_grams())
-    post_consumer_g: int = Field(sa_column=_grams())
-    pre_consumer_g: int = Field(sa_column=_grams())
-    primary_g: int = Field(sa_column=_grams())
+    net_g: int = Field(sa_column=grams_column())
+    post_consumer_g: int = Field(sa_column=grams_column())
+    pre_consumer_g: int = Field(sa_column=grams_column())
+    primary_g: int = Field(sa_column=grams_column())
     consumer_class: str | None = Field(default=None, max_length=16)
     channel: str | None = Field(default=None, max_length=16)
     origin: str = Field(default="domestic", max_length=16)

@@ -7,15 +7,11 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Numeric, Uuid
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Numeric, Uuid
 from sqlmodel import Field, SQLModel
 
-from domain.base import timestamp
+from domain.base import grams_column, timestamp
 from domain.ids import new_id
-
-
-def _grams() -> Column[int]:
-    return Column(BigInteger, nullable=False)
 
 
 def _transformation() -> Column[uuid.UUID]:
@@ -39,10 +35,10 @@ class Transformation(SQLModel, table=True):
     region_code: str = Field(max_length=6)
     process: str = Field(max_length=16)
     metal: str = Field(max_length=16)
-    input_g: int = Field(sa_column=_grams())
-    primary_g: int = Field(sa_column=_grams())
-    output_g: int = Field(sa_column=_grams())
-    loss_g: int = Field(sa_column=_grams())
+    input_g: int = Field(sa_column=grams_column())
+    primary_g: int = Field(sa_column=grams_column())
+    output_g: int = Field(sa_column=grams_column())
+    loss_g: int = Field(sa_column=grams_column())
     loss_flagged: bool = False
     electricity_kwh: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 3)))
     natural_gas_m3: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 3)))
@@ -66,10 +62,10 @@ class TransformationInput(SQLModel, table=True):
 
     transformation_id: uuid.UUID = Field(sa_column=_transformation())
     lot_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("lot.id"), primary_key=True))
-    taken_g: int = Field(sa_column=_grams())
-    post_consumer_g: int = Field(sa_column=_grams())
-    pre_consumer_g: int = Field(sa_column=_grams())
-    primary_g: int = Field(sa_column=_grams())
+    taken_g: int = Field(sa_column=grams_column())
+    post_consumer_g: int = Field(sa_column=grams_column())
+    pre_consumer_g: int = Field(sa_column=grams_column())
+    primary_g: int = Field(sa_column=grams_column())
     status_before: str = Field(max_length=16)
 
 
@@ -82,7 +78,7 @@ class PrimaryInput(SQLModel, table=True):
     position: int = Field(primary_key=True)
     metal: str = Field(max_length=16)
     description: str = Field(max_length=200)
-    grams: int = Field(sa_column=_grams())
+    grams: int = Field(sa_column=grams_column())
 
 
 class TransformationOutput(SQLModel, table=True):
@@ -98,7 +94,7 @@ class TransformationLoss(SQLModel, table=True):
     transformation_id: uuid.UUID = Field(sa_column=_transformation())
     position: int = Field(primary_key=True)
     kind: str = Field(max_length=32)
-    grams: int = Field(sa_column=_grams())
-    post_consumer_g: int = Field(sa_column=_grams())
-    pre_consumer_g: int = Field(sa_column=_grams())
-    primary_g: int = Field(sa_column=_grams())
+    grams: int = Field(sa_column=grams_column())
+    post_consumer_g: int = Field(sa_column=grams_column())
+    pre_consumer_g: int = Field(sa_column=grams_column())
+    primary_g: int = Field(sa_column=grams_column())

@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -18,12 +17,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from domain.base import timestamp
+from domain.base import grams_column, timestamp
 from domain.ids import new_id
-
-
-def _grams() -> Column[int]:
-    return Column(BigInteger, nullable=False)
 
 
 def _ref(table: str, *, nullable: bool = False) -> Column[uuid.UUID]:
@@ -49,9 +44,9 @@ class WeighbridgeTicket(SQLModel, table=True):
     region_code: str = Field(max_length=6)
     ticket_no: str = Field(max_length=64)
     vehicle_plate: str = Field(max_length=16)
-    gross_g: int = Field(sa_column=_grams())
-    tare_g: int = Field(sa_column=_grams())
-    net_g: int = Field(sa_column=_grams())
+    gross_g: int = Field(sa_column=grams_column())
+    tare_g: int = Field(sa_column=grams_column())
+    net_g: int = Field(sa_column=grams_column())
     weighed_at: datetime = Field(sa_column=timestamp(nullable=False))
     device_key_id: uuid.UUID | None = Field(default=None, sa_column=_ref("api_key", nullable=True))
     recorded_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
@@ -74,9 +69,9 @@ class WeighbridgeDuplicate(SQLModel, table=True):
     region_code: str = Field(max_length=6)
     ticket_no: str = Field(max_length=64)
     vehicle_plate: str = Field(max_length=16)
-    gross_g: int = Field(sa_column=_grams())
-    tare_g: int = Field(sa_column=_grams())
-    net_g: int = Field(sa_column=_grams())
+    gross_g: int = Field(sa_column=grams_column())
+    tare_g: int = Field(sa_column=grams_column())
+    net_g: int = Field(sa_column=grams_column())
     weighed_at: datetime = Field(sa_column=timestamp(nullable=False))
     device_key_id: uuid.UUID | None = Field(default=None, sa_column=_ref("api_key", nullable=True))
     attempted_at: datetime | None = Field(default=None, sa_column=timestamp(now=True))
