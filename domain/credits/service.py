@@ -41,7 +41,7 @@ from domain.credits.rules import (
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.lots.models import Lot
 from domain.lots.rules import Composition, LotKind, LotStatus
-from domain.lots.service import get_lot, lot_visible_to, require_operator
+from domain.lots.service import composition_of, get_lot, lot_visible_to, require_operator
 from domain.pagination import Page, keyset_page
 from domain.registry.models import Enterprise, Facility
 from domain.registry.rules import Status
@@ -193,7 +193,7 @@ async def credit_products(
     product and class, expiring after the accounting period. What the run took from product lots
     (`taken_from_products` of all it `taken`) was credited when those were made, and is not
     credited again."""
-    shares = rules.earned([_composition(lot) for lot in products], taken, taken_from_products)
+    shares = rules.earned([composition_of(lot) for lot in products], taken, taken_from_products)
     earned = [
         (lot, c, g) for lot, share in zip(products, shares, strict=True) for c, g in share.items()
     ]
@@ -351,10 +351,6 @@ class Issue:
 class Issued:
     certificate: Certificate
     payload: dict[str, Any]
-
-
-def _composition(lot: Lot) -> Composition:
-    return Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
 
 
 def b64url(data: bytes) -> str:

@@ -132,6 +132,11 @@ def region_prefixes(region_code: str) -> list[str]:
     return [region_code[:2], region_code[:4], region_code]
 
 
+def composition_of(lot: Lot) -> Composition:
+    """How many of a lot's grams are post-consumer, pre-consumer and primary."""
+    return Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
+
+
 async def get_lot(
     session: AsyncSession, actor: Actor, lot_id: uuid.UUID, *, lock: bool = False
 ) -> Lot:
@@ -549,7 +554,7 @@ async def split_lot(
         )
     problems.raise_if_any()
 
-    composition = Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
+    composition = composition_of(lot)
     metals = [Metal(lot.metal)] * len(parts_g)
     codes = await next_codes(session, metals)
     children = [

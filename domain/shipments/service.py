@@ -28,6 +28,7 @@ from domain.lots.service import (
     LotNotAvailable,
     Problems,
     child_of,
+    composition_of,
     derived_from,
     next_codes,
     region_prefixes,
@@ -413,7 +414,7 @@ async def receive(
         lot, item = lots[lot_id], items[lot_id]
         assert line.received_g is not None  # _check_lines refused the rest
         settlement = settle(
-            Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g),
+            composition_of(lot),
             line.received_g,
             line.refused_g,
         )

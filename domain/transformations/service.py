@@ -28,6 +28,7 @@ from domain.lots.service import (
     LotNotAvailable,
     Problems,
     categories,
+    composition_of,
     next_codes,
     region_prefixes,
     require_operator,
@@ -258,7 +259,7 @@ async def record(
     inputs: list[TransformationInput] = []
     for take in run.inputs:
         lot = lots[take.lot_id]
-        part, kept = taken_part(_composition(lot), take.grams)
+        part, kept = taken_part(composition_of(lot), take.grams)
         taken.append(part)
         inputs.append(
             TransformationInput(
@@ -274,7 +275,7 @@ async def record(
         if kept.total_g == 0:
             lot.status = LotStatus.consumed.value  # its mass stays on record: what it was
         else:
-            _set_composition(lot, kept)
+            _setcomposition_of(lot, kept)
         lot.version += 1
         lot.updated_at = now
 
@@ -365,11 +366,7 @@ def _sum(parts: Sequence[Composition]) -> Composition:
     )
 
 
-def _composition(lot: Lot) -> Composition:
-    return Composition(lot.post_consumer_g, lot.pre_consumer_g, lot.primary_g)
-
-
-def _set_composition(lot: Lot, composition: Composition) -> None:
+def _setcomposition_of(lot: Lot, composition: Composition) -> None:
     lot.net_g = composition.total_g
     lot.post_consumer_g = composition.post_consumer_g
     lot.pre_consumer_g = composition.pre_consumer_g
@@ -532,8 +529,8 @@ async def void(
         if lot.status == LotStatus.consumed:
             lot.status = taken.status_before
         else:
-            rest = _composition(lot)
-            _set_composition(
+            rest = composition_of(lot)
+            _setcomposition_of(
                 lot,
                 Composition(*(a + b for a, b in zip(rest.parts, part.parts, strict=True))),
             )
