@@ -29,7 +29,9 @@ JWT_SECRET = "test-secret-" + "x" * 32
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    url = migrated_database(f"sf_test_{worker}")
+    # A suffix keeps concurrent runs from one checkout (several shells) off each other's databases.
+    suffix = os.environ.get("SCRAPFLOW_TEST_DB_SUFFIX", "")
+    url = migrated_database(f"sf_test_{worker}{suffix}")
     yield url
     drop_database(url)
 
