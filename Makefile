@@ -36,12 +36,9 @@ lint: install
 
 check: lint test
 
-## bench: registration against its floor, lineage, reads at 10k and 1M lots, audit (README, "Performance")
+## bench: the benchmark, one table against DESIGN §7 (README, "Performance"); BENCH_ARGS="--quick"
 bench: install
-	$(VENV)/bin/python -m tests.bench.run --workers 2 --batches 12
-	$(VENV)/bin/python -m tests.bench.lineage
-	$(VENV)/bin/python -m tests.bench.reads
-	$(VENV)/bin/python -m tests.bench.audit
+	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

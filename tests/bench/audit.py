@@ -3,37 +3,35 @@ the highest ingestion rate (batch registration through the real server), in one 
 
     .venv/bin/python -m tests.bench.audit [--events 200000] [--batches 12 --workers 2]
 
-On a fresh embedded PostgreSQL: writes `--events` lot.registered events the way batch
+On a fresh database: writes `--events` lot.registered events the way batch
 registration does (COPY, realistic payloads and arrays, 10,000 per transaction), seals the backlog
 with `seal()` in the worker's batches and times it, then times `verify_chain` over the whole chain
 (target ≥ 50,000 events/s). Then starts `scrapflow serve` (sealer in the API, as in production)
 and posts `--batches` batches of `--batch-size` lots, `--workers` at a time: the ingestion rate,
-the backlog left unsealed when ingestion stops and how long the server takes to seal it.
+the sealer's lag sampled meanwhile (unsealed events, age of the oldest), the backlog left unsealed
+when ingestion stops and how long the server takes to seal it.
 `--profile` prints where verification and sealing spend their time (cProfile)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
-from tests.bench import loadgen
-from tests.bench.run import BIN, ROOT, Seed, _free_port, _seed, _wait_ready, lot
+from tests.bench import loadgen, server
+from tests.bench.run import Seed, _seed, lot
+from tests.bench.server import database
 
 T = TypeVar("T")
 CHUNK = 10_000  # events per COPY transaction
@@ -189,6 +187,12 @@ async def _vacuum(dsn: str) -> None:
         await conn.close()
 
 
+UNSEALED = """
+SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(occurred_at)), 0)::float
+FROM event WHERE seq IS NULL
+"""
+
+
 async def _unsealed(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -204,16 +208,43 @@ async def _until_sealed(dsn: str) -> None:
         unsealed = await _unsealed(dsn)
 
 
+@dataclass
+class Lag:
+    """The sealer's lag behind ingestion: unsealed events, and the age of the oldest of them."""
+
+    events: int = 0
+    seconds: float = 0.0
+
+
+async def _watch_lag(dsn: str, stop: asyncio.Event, worst: Lag, every: float = 0.1) -> Lag:
+    """Samples the lag until `stop`; keeps the worst in `worst`, returns the last."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        while True:
+            events, seconds = await conn.fetchrow(UNSEALED)
+            worst.events, worst.seconds = max(worst.events, events), max(worst.seconds, seconds)
+            if stop.is_set():
+                return Lag(events, seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        await conn.close()
+
+
 async def _ingest(args: argparse.Namespace, seed: Seed, port: int, dsn: str) -> dict[str, Any]:
-    """Batch registration through the real server while its sealer runs; then the backlog."""
+    """Batch registration through the real server at full speed while its sealer runs, the lag
+    sampled all along; then how long the backlog takes to seal."""
     body = {"lots": [lot(seed)] * args.batch_size}
     request = loadgen.post("/api/v1/lots/batch", body, {"Authorization": f"Bearer {seed.api_key}"})
     await loadgen.run("127.0.0.1", port, lambda _: request, total=1, concurrency=1)  # warm
     await _until_sealed(dsn)  # start from an empty backlog
+    stop, worst = asyncio.Event(), Lag()
+    watch = asyncio.create_task(_watch_lag(dsn, stop, worst))
     result = await loadgen.run(
         "127.0.0.1", port, lambda _: request, total=args.batches, concurrency=args.workers
     )
-    backlog = await _unsealed(dsn)
+    stop.set()
+    at_end = await watch
     began = time.perf_counter()
     await _until_sealed(dsn)
     drain = time.perf_counter() - began
@@ -224,13 +255,16 @@ async def _ingest(args: argparse.Namespace, seed: Seed, port: int, dsn: str) -> 
         "non_2xx": sum(n for s, n in result.statuses.items() if not 200 <= s < 300),
         "seconds": ingest_s,
         "lots_per_s": args.batch_size * result.throughput,
-        "backlog_at_end": backlog,
+        "backlog_at_end": at_end.events,
+        "lag_at_end_s": at_end.seconds,
+        "max_backlog": worst.events,
+        "max_lag_s": worst.seconds,
         "drain_s": drain,
         "sealed_per_s_under_load": lots / (ingest_s + drain),
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -241,23 +275,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-ingest", action="store_true", help="skip the server part")
     parser.add_argument("--repeat", type=int, default=3, help="verification runs")
     parser.add_argument("--profile", action="store_true", help="cProfile sealing and verifying")
-    args = parser.parse_args(argv)
+    return parser
 
-    from integrations.embedded import EmbeddedPostgres, ensure_database
-    from integrations.migrate import upgrade
 
-    workdir = Path(tempfile.mkdtemp(prefix="sfa", dir="/tmp"))
-    embedded = EmbeddedPostgres(workdir)
-    process = None
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Verification and sealing over a bulk-written chain, then sealing against ingestion."""
     result: dict[str, Any] = {"events": args.events, "cores": os.cpu_count()}
-    try:
-        embedded.start()
-        url = embedded.url("bench")
-        asyncio.run(ensure_database(url))
-        upgrade(url)
+    with database("audit") as url:
         seed = asyncio.run(_seed(url))
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
+        dsn = server.dsn(url)
         result["copy_s"] = asyncio.run(_bulk_events(url, seed, args.events))
         sealed, result["seal"] = asyncio.run(_seal_backlog(url, args.profile))
         result["sealed"] = sealed
@@ -271,34 +297,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["verify_profile"] = runs[0][1].profile
         result["checkpoints"] = runs[0][0].checkpoints_checked
         if not args.no_ingest:
-            port = _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPFLOW_")}
-            env.update(
-                DATABASE_URL=url,
-                SCRAPFLOW_PORT=str(port),
-                SCRAPFLOW_WORKERS=str(args.workers),
-                SCRAPFLOW_DATA_DIR=str(workdir / "app"),
-            )
-            process = subprocess.Popen(
-                [str(BIN / "scrapflow"), "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            _wait_ready(port, "/readyz", process)
-            result["ingest"] = asyncio.run(_ingest(args, seed, port, dsn))
+            with server.serve(url, workers=args.workers) as port:
+                result["ingest"] = asyncio.run(_ingest(args, seed, port, dsn))
             final, _ = asyncio.run(_verify(url, False))
             assert final.valid, final.broken
             result["final_verified"] = final.events_checked
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
-        embedded.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-
     result["load"] = os.getloadavg()
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    result = measure(args)
     _print(result, args)
     if args.profile:
         print("\n--- sealing, by own time ---\n" + result["seal"].profile)
@@ -344,7 +354,8 @@ def _print(result: dict[str, Any], args: argparse.Namespace) -> None:
             f" (seal() {seal_rate:,.0f} events/s, batch registration"
             f" {ingest['lots_per_s']:,.0f} lots/s); when ingestion stopped"
             f" {ingest['backlog_at_end']} events were unsealed, and the server's sealer had them"
-            f" sealed {ingest['drain_s']:.2f} s later; non-2xx: {ingest['non_2xx']}"
+            f" sealed {ingest['drain_s']:.2f} s later; the lag peaked at {ingest['max_backlog']}"
+            f" events, the oldest {ingest['max_lag_s']:.2f} s old; non-2xx: {ingest['non_2xx']}"
         )
 
 

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
-from tests.bench.run import BIN, ROOT, Seed, _free_port, _seed, _wait_ready
+from tests.bench.run import Seed, _seed
+from tests.bench.server import database, dsn, serve
 
 FAN_IN = 5
 LEVELS = 5
@@ -94,65 +89,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
 
-    from integrations.embedded import EmbeddedPostgres, ensure_database
-    from integrations.migrate import upgrade
-
-    workdir = Path(tempfile.mkdtemp(prefix="sfl", dir="/tmp"))
-    embedded = EmbeddedPostgres(workdir)
-    process = None
-    try:
-        embedded.start()
-        url = embedded.url("bench")
-        asyncio.run(ensure_database(url))
-        upgrade(url)
+    with database("lineage") as url:
         seed = asyncio.run(_seed(url))
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        product, ancestors = asyncio.run(_build(dsn, seed, args.sources))
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPFLOW_")}
-        env.update(
-            DATABASE_URL=url, SCRAPFLOW_PORT=str(port), SCRAPFLOW_DATA_DIR=str(workdir / "app")
+        product, ancestors = asyncio.run(_build(dsn(url), seed, args.sources))
+        with serve(url) as port:
+            timings = []
+            headers = {"Authorization": f"Bearer {seed.api_key}"}
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False
+            ) as http:
+                for _ in range(args.repeat + 1):
+                    started = time.perf_counter()
+                    response = http.get(
+                        f"/api/v1/lots/{product}/lineage",
+                        params={"direction": "upstream", "max_depth": LEVELS + 1},
+                        headers=headers,
+                    )
+                    timings.append(time.perf_counter() - started)
+                    response.raise_for_status()
+    body = response.json()
+    sources_found = sum(1 for lot in body["lots"] if lot["end"])
+    measured = timings[1:]  # the first warms the connection and the plan cache
+    row = {
+        "ancestors": ancestors,
+        "lots_returned": len(body["lots"]),
+        "sources": sources_found,
+        "kg_balance_ok": round(
+            sum(lot["kg"] for lot in body["lots"] if lot["end"]) + body["primary_kg"], 3
         )
-        process = subprocess.Popen(
-            [str(BIN / "scrapflow"), "serve"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_ready(port, "/readyz", process)
-        timings = []
-        headers = {"Authorization": f"Bearer {seed.api_key}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False) as http:
-            for _ in range(args.repeat + 1):
-                started = time.perf_counter()
-                response = http.get(
-                    f"/api/v1/lots/{product}/lineage",
-                    params={"direction": "upstream", "max_depth": LEVELS + 1},
-                    headers=headers,
-                )
-                timings.append(time.perf_counter() - started)
-                response.raise_for_status()
-        body = response.json()
-        sources_found = sum(1 for lot in body["lots"] if lot["end"])
-        measured = timings[1:]  # the first warms the connection and the plan cache
-        row = {
-            "ancestors": ancestors,
-            "lots_returned": len(body["lots"]),
-            "sources": sources_found,
-            "kg_balance_ok": round(
-                sum(lot["kg"] for lot in body["lots"] if lot["end"]) + body["primary_kg"], 3
-            )
-            == body["net_kg"],
-            "p50_ms": round(statistics.median(measured) * 1000, 1),
-            "max_ms": round(max(measured) * 1000, 1),
-        }
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
-        embedded.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        == body["net_kg"],
+        "p50_ms": round(statistics.median(measured) * 1000, 1),
+        "max_ms": round(max(measured) * 1000, 1),
+    }
     print("\nlineage benchmark: upstream of one product lot")
     print(" | ".join(row))
     print(" | ".join(str(v) for v in row.values()))

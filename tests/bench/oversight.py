@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import text
 
 from integrations.settings import asyncpg_url
-from tests.bench.run import BIN, ROOT, _free_port, _wait_ready
+from tests.bench.server import BIN, ROOT, free_port, wait_ready
 
 REPORTS = ("flows", "indicators", "anomalies")
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     url = asyncpg_url(os.environ["DATABASE_URL"])
     secret = asyncio.run(_province_key(url))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SCRAPFLOW_SEALER_IN_API": "false",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         [str(BIN / "scrapflow"), "serve", "--port", str(port)], cwd=ROOT, env=env
     )
     try:
-        _wait_ready(port, "/readyz", server)
+        wait_ready(port, "/readyz", server)
         headers = {"Authorization": f"Bearer {secret}"}
         timings: dict[str, list[float]] = {name: [] for name in REPORTS}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

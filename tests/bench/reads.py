@@ -1,11 +1,11 @@
 """Read latency at 10 thousand and at 1 million lots (issues 5 and 8, DESIGN §7).
 
     .venv/bin/python -m tests.bench.reads [--small 10000] [--large 1000000] [--repeat 200]
-                                          [--check] [--json FILE]
+                                          [--report-repeat 10] [--check] [--json FILE]
 
-One run, one server, one database. Starts an embedded PostgreSQL in a temporary folder (or uses
-BENCH_DATABASE_URL, which must name a disposable database), migrates it, builds a province of
-`--small` lots, starts the real server (`scrapflow serve`, production settings, real API-key
+Part of `python -m tests.bench`. One run, one server, one database (tests/bench/server.py: on an
+embedded PostgreSQL, or `bench_reads` on the server BENCH_DATABASE_URL names). Builds a province
+of `--small` lots, starts the real server (`scrapflow serve`, production settings, real API-key
 authentication) and times over HTTP, one request at a time, the endpoints taking turns (and a
 control request, an enterprise by id, that shows what the machine did between the two timings):
 
@@ -13,7 +13,10 @@ control request, an enterprise by id, that shows what the machine did between th
   the last calendar month (reported as "not available" when the route does not exist);
 - GET /api/v1/enterprises/{id}/credits for the measured smelter;
 - GET /api/v1/lots/{id}/lineage?direction=upstream for one of its products;
-- GET /api/v1/lots?facility_id=... (first page) at the measured recycler's pretreatment centre.
+- GET /api/v1/lots?facility_id=... (first page) at the measured recycler's pretreatment centre;
+- GET /api/v1/facilities/{id}/register?direction=incoming (CSV) of that centre over the month;
+- GET /api/v1/reports/{flows,indicators,anomalies} for the provincial authority over 12 months
+  (the whole province's year: these grow with the data; timed in `--report-repeat` rounds only).
 
 Then it grows the same database to `--large` lots (the rest of the province), runs VACUUM
 ANALYZE, and times the same requests against the same server. One table: p50/p95/max at both
@@ -58,11 +61,8 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -74,9 +74,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
-from tests.bench.run import BIN, ROOT, _free_port, _wait_ready
+from tests.bench.server import database, dsn, serve
 
 LOTS_PER_TRUCK = 20  # collection point → pretreatment centre; one run per truckload
 BALES_PER_TRUCK = 3  # pretreatment centre → smelter; one melt per truckload
@@ -214,6 +213,26 @@ async def _party(
     return Party(enterprise.id, key.id, made)
 
 
+async def _inspector_key(session: Any) -> str:
+    """A key of the provincial authority (jurisdiction 52: the whole province)."""
+    from domain.actor import SYSTEM, Role
+    from domain.identity import service as identity
+    from domain.registry import service as registry
+
+    authority = await registry.create_authority(
+        session, SYSTEM, name="贵州省商务厅", jurisdiction="52"
+    )
+    _, secret = await identity.create_api_key(
+        session,
+        SYSTEM,
+        name="bench reports",
+        role=Role.inspector,
+        owner=identity.Owner(None, authority.id),
+        expires_at=None,
+    )
+    return secret
+
+
 async def _viewer_key(session: Any, enterprise_id: uuid.UUID) -> str:
     from domain.actor import SYSTEM, Role
     from domain.identity import service as identity
@@ -281,6 +300,7 @@ async def _chains(
                 province.keys["recycler"] = await _viewer_key(session, recycler.enterprise_id)
                 province.keys["smelter"] = await _viewer_key(session, smelter.enterprise_id)
                 province.keys["processor"] = await _viewer_key(session, processor.enterprise_id)
+                province.keys["province"] = await _inspector_key(session)
                 cps, pc = recycler.sites[:2], recycler.sites[2]
                 chains.append(
                     Chain(
@@ -1520,6 +1540,10 @@ async def _targets(dsn: str, province: Province) -> Targets:
     )
 
 
+REPORTS = ("flows", "indicators", "anomalies")
+REPORT_ROUTES = {f"/api/v1/reports/{report}" for report in REPORTS}
+
+
 def _requests(
     targets: Targets, province: Province
 ) -> dict[str, tuple[str, dict[str, Any], str, str]]:
@@ -1551,14 +1575,26 @@ def _requests(
             "/api/v1/lots", {"facility_id": str(targets.pretreatment_centre)}, "recycler",
             "/api/v1/lots",
         ),
+        "register, pretreatment centre, 1 month": (
+            f"/api/v1/facilities/{targets.pretreatment_centre}/register",
+            {"direction": "incoming", **period}, "recycler",
+            "/api/v1/facilities/{facility_id}/register",
+        ),
+        **{
+            f"{report}, province, 12 months": (
+                f"/api/v1/reports/{report}", {}, "province", f"/api/v1/reports/{report}"
+            )
+            for report in REPORTS
+        },
     }  # fmt: skip
 
 
 def _measure(
-    port: int, targets: Targets, province: Province, repeat: int
+    port: int, targets: Targets, province: Province, repeat: int, report_repeat: int
 ) -> dict[str, dict[str, Any]]:
     """Every endpoint in turn, `repeat` rounds (after 3 warm-up rounds), so that whatever else
-    the machine does falls on all of them alike."""
+    the machine does falls on all of them alike; the province's reports, which read the whole
+    province's year, only in the first `report_repeat` rounds."""
     requests = _requests(targets, province)
     timings: dict[str, list[float]] = {name: [] for name in requests}
     statuses: dict[str, set[int]] = {name: set() for name in requests}
@@ -1567,8 +1603,8 @@ def _measure(
         paths = http.get("/openapi.json").json().get("paths", {})
         missing = {name for name, (_, _, _, route) in requests.items() if route not in paths}
         for round_ in range(repeat + 3):
-            for name, (path, params, who, _) in requests.items():
-                if name in missing:
+            for name, (path, params, who, route) in requests.items():
+                if name in missing or (route in REPORT_ROUTES and round_ >= report_repeat + 3):
                     continue
                 headers = {"Authorization": f"Bearer {province.keys[who]}"}
                 started = time.perf_counter()
@@ -1844,13 +1880,16 @@ def _print(rows: dict[str, dict[str, Any]], info: dict[str, Any]) -> None:
         print(f"dataset check ({size}): {broken or 'every rule holds'}")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--small", type=int, default=10_000, help="lots in the first database")
     parser.add_argument("--large", type=int, default=1_000_000, help="lots after growing it")
     parser.add_argument("--repeat", type=int, default=200, help="timed requests per endpoint")
+    parser.add_argument(
+        "--report-repeat", type=int, default=10, help="timed requests per province report"
+    )
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -1858,79 +1897,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="after each build, check the dataset against the services' rules (slow at 1M)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build `--small` lots, time the reads; grow to `--large`, time them again."""
     if args.large <= args.small or args.small < 200:
-        parser.error("need 200 <= --small < --large")
-
-    from integrations.embedded import EmbeddedPostgres, ensure_database
-    from integrations.migrate import upgrade
-
+        raise ValueError("need 200 <= --small < --large")
     rng = random.Random(args.seed)
-    workdir = Path(tempfile.mkdtemp(prefix="sfr", dir="/tmp"))
-    embedded = None
-    process = None
-    try:
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if not url:
-            embedded = EmbeddedPostgres(workdir)
-            embedded.start()
-            url = embedded.url("bench")
-        asyncio.run(ensure_database(url))
-        upgrade(url)
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with database("reads") as url:
+        dsn_ = dsn(url)
         province = Province(size=args.small // 2)
-        build_small = asyncio.run(_grow(url, dsn, province, args.small, True, rng))
-        small_counts = asyncio.run(_count(dsn))
-        checks = {"small": asyncio.run(_check(dsn))} if args.check else {}
-        targets = asyncio.run(_targets(dsn, province))
-
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPFLOW_")}
-        env.update(
-            DATABASE_URL=url,
-            SCRAPFLOW_PORT=str(port),
-            SCRAPFLOW_DATA_DIR=str(workdir / "app"),
-            SCRAPFLOW_SEALER_IN_API="false",
-        )
-        with (workdir / "server.log").open("wb") as log:
-            process = subprocess.Popen(
-                [str(BIN / "scrapflow"), "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        try:
-            _wait_ready(port, "/readyz", process)
-        except RuntimeError:
-            print((workdir / "server.log").read_text()[-3000:], file=sys.stderr)
-            raise
-        load = {"small": [os.getloadavg()[0]]}
-        small = _measure(port, targets, province, args.repeat)
-        load["small"].append(os.getloadavg()[0])
-        build_large = asyncio.run(_grow(url, dsn, province, args.large, False, rng))
-        large_counts = asyncio.run(_count(dsn))
-        if args.check:
-            checks["large"] = asyncio.run(_check(dsn))
-        large_targets = asyncio.run(_targets(dsn, province))
-        assert (large_targets.month_lots, large_targets.month_melts) == (
-            targets.month_lots,
-            targets.month_melts,
-        ), "the measured enterprises' month changed with the growth"
-        load["large"] = [os.getloadavg()[0]]
-        large = _measure(port, targets, province, args.repeat)
-        load["large"].append(os.getloadavg()[0])
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
-        if embedded is not None:
-            embedded.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        build_small = asyncio.run(_grow(url, dsn_, province, args.small, True, rng))
+        small_counts = asyncio.run(_count(dsn_))
+        checks = {"small": asyncio.run(_check(dsn_))} if args.check else {}
+        targets = asyncio.run(_targets(dsn_, province))
+        # The sealer is left to `scrapflow worker`: sealing the bulk-built history is the audit
+        # part's business and would compete for the same cores.
+        with serve(url, settings={"SCRAPFLOW_SEALER_IN_API": "false"}) as port:
+            load = {"small": [os.getloadavg()[0]]}
+            small = _measure(port, targets, province, args.repeat, args.report_repeat)
+            load["small"].append(os.getloadavg()[0])
+            build_large = asyncio.run(_grow(url, dsn_, province, args.large, False, rng))
+            large_counts = asyncio.run(_count(dsn_))
+            if args.check:
+                checks["large"] = asyncio.run(_check(dsn_))
+            large_targets = asyncio.run(_targets(dsn_, province))
+            assert (large_targets.month_lots, large_targets.month_melts) == (
+                targets.month_lots,
+                targets.month_melts,
+            ), "the measured enterprises' month changed with the growth"
+            load["large"] = [os.getloadavg()[0]]
+            large = _measure(port, targets, province, args.repeat, args.report_repeat)
+            load["large"].append(os.getloadavg()[0])
 
     start, end = targets.period
     info = {
         "repeat": args.repeat,
+        "report_repeat": args.report_repeat,
         "period": f"{start:%Y-%m-%d} to {end - timedelta(days=1):%Y-%m-%d}",
         "month_lots": targets.month_lots,
         "month_melts": targets.month_melts,
@@ -1945,8 +1949,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average": load,
     }
     rows = {name: {"small": small[name], "large": large[name]} for name in small}
-    _print(rows, info)
-    result = {"rows": rows, "info": info}
+    return {"rows": rows, "info": info}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    result = measure(args)
+    _print(result["rows"], result["info"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     return result

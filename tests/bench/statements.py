@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from tests.bench.run import BIN, ROOT, _free_port, _wait_ready
+from tests.bench.server import BIN, ROOT, free_port, wait_ready
 
 OTHERS = 1000
 E_LOTS = 3000
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         others = "e.uscc LIKE 'BENCH%'"
         asyncio.run(_bench_network(dsn))
         asyncio.run(_grow(dsn, others, 0, args.small, "S"))
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCRAPFLOW_")}
         env.update(
             DATABASE_URL=url,
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_ready(port, "/readyz", process)
+        wait_ready(port, "/readyz", process)
         # The same 12 months for both runs, so that E's figures must be the same.
         end = datetime.now(UTC) + timedelta(hours=1)
         period = {"from": (end - timedelta(days=365)).isoformat(), "to": end.isoformat()}

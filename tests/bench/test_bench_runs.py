@@ -1,24 +1,76 @@
-"""CI-sized runs of the benchmarks (registration, lineage, reads), so that they never rot. No
-thresholds: the figures only mean something at full size on a quiet machine (`make bench`)."""
+"""CI-sized runs of the benchmark (`python -m tests.bench --quick`, and the lineage one), so that
+they never rot. No thresholds: the figures only mean something at full size on a quiet machine
+(`make bench`)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from tests.bench import audit, lineage, reads, run
+from tests.bench import lineage
+from tests.bench.__main__ import main as bench
+
+ROWS = (
+    "registration `POST /lots`",
+    "batch registration `POST /lots/batch`",
+    "dispatch `POST /shipments`",
+    "receipt `POST /shipments/{id}/receipt`",
+    "statement, smelter, 1 month",
+    "statement, recycler, 1 month",
+    "credits, smelter",
+    "lineage upstream (product)",
+    "lots at a facility, 1st page",
+    "register, pretreatment centre, 1 month",
+    "flows, province, 12 months",
+    "indicators, province, 12 months",
+    "anomalies, province, 12 months",
+    "sealing lag at",
+    "chain verification",
+    "peak server memory",
+)
 
 
 @pytest.mark.e2e
-def test_the_benchmark_runs_end_to_end() -> None:
-    rows = run.main(
-        ["--requests", "60", "--warmup", "10", "--concurrency", "8", "--batches", "2",
-         "--batch-size", "100"]
-    )  # fmt: skip
-    floor, ours, batch = rows
-    assert floor["requests"] == ours["requests"] == 60
-    assert floor["non_2xx"] == ours["non_2xx"] == batch["non_2xx"] == 0
-    assert ours["ratio_to_floor"] > 0
-    assert batch["lots_per_s"] > 0
+def test_the_benchmark_is_one_command_with_one_table(tmp_path: Path) -> None:
+    written = tmp_path / "results.json"
+    result = bench(["--quick", "--json", str(written)])
+
+    table = result["table"]
+    assert len(table) == len(ROWS)
+    for row, name in zip(table, ROWS, strict=True):
+        assert row["measure"].startswith(name), (row["measure"], name)
+    assert all(row["target"] and row["met"] in (True, False) for row in table)
+    assert json.loads(written.read_text())["table"] == table
+
+    writes = result["writes"]  # every request answered 2xx, every figure measured
+    for key in ("registration", "dispatch", "receipt"):
+        for side in (key, f"{key}_floor"):
+            assert writes[side]["non_2xx"] == 0 and writes[side]["per_s"] > 0, writes[side]
+        assert writes[key]["ratio_to_floor"] > 0
+    assert writes["batch"]["non_2xx"] == 0 and writes["batch"]["lots_per_s"] > 0
+
+    reads = result["reads"]
+    for size in ("small", "large"):  # the dataset is what the services would have written
+        assert not any(reads["info"]["checks"][size].values()), reads["info"]["checks"][size]
+    for name, row in reads["rows"].items():
+        for size in ("small", "large"):
+            assert row[size]["status"] == 200, (name, size, row[size])
+            assert row[size]["p50_ms"] > 0
+    upstream = reads["rows"]["lineage upstream (product)"]
+    assert upstream["large"]["kg_balance_ok"] and upstream["large"]["ancestors"] == 3 + 3 * 20
+
+    audit = result["audit"]
+    assert audit["sealed"] == 3000 + 3  # and the seed's registry events
+    ingest = audit["ingest"]
+    assert ingest["non_2xx"] == 0 and ingest["lots"] == 1500 and ingest["max_backlog"] > 0
+    # and the admin key the server makes on first start, and the warm-up batch
+    assert audit["final_verified"] == audit["sealed"] + 1 + 500 + 1500
+    assert audit["sealed"] / audit["verify"].seconds > 0
+
+    assert result["memory"]["peak_mb"] > 0
+    assert {"writes_peak_mb", "audit_peak_mb", "reads_peak_mb"} <= set(result["memory"])
 
 
 @pytest.mark.e2e
@@ -27,36 +79,3 @@ def test_the_lineage_benchmark_runs_end_to_end() -> None:
     assert row["sources"] == 625
     assert row["ancestors"] == 625 + 125 + 25 + 5 + 1
     assert row["kg_balance_ok"]
-
-
-@pytest.mark.e2e
-def test_the_read_benchmark_runs_end_to_end() -> None:
-    result = reads.main(["--small", "2000", "--large", "20000", "--repeat", "5", "--check"])
-    info = result["info"]
-    for size in ("small", "large"):  # the dataset is what the services would have written
-        assert not any(info["checks"][size].values()), info["checks"][size]
-    assert info["small_lots"] < 2_100 and info["large_lots"] > 19_000
-    assert info["month_lots"] > 0 and info["month_melts"] > 0
-    for name, row in result["rows"].items():
-        for size in ("small", "large"):
-            answered = row[size]["status"]
-            if name.startswith("statement") and answered == "not available":
-                continue  # the route is not on this branch yet
-            assert answered == 200, (name, size, row[size])
-    lineage = result["rows"]["lineage upstream (product)"]
-    assert lineage["small"]["kg_balance_ok"] and lineage["large"]["kg_balance_ok"]
-    assert lineage["small"]["ancestors"] == lineage["large"]["ancestors"] == 3 + 3 * 20
-
-
-@pytest.mark.e2e
-def test_the_audit_benchmark_runs_end_to_end() -> None:
-    result = audit.main(
-        ["--events", "3000", "--batches", "2", "--batch-size", "200", "--workers", "1",
-         "--repeat", "2"]
-    )  # fmt: skip
-    assert result["sealed"] == 3000 + 3  # and the seed's registry events
-    assert result["checkpoints"] >= 1
-    ingest = result["ingest"]
-    assert ingest["lots"] == 400 and ingest["non_2xx"] == 0
-    # and the admin key the server makes on first start, and the warm-up batch
-    assert result["final_verified"] == result["sealed"] + 1 + 200 + 400
