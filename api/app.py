@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import problems, worker
 from api.deps import PrincipalCache
-from api.limits import Limits
+from api.limits import Limits, document
 from api.middleware import RequestContext
 from api.routes import (
     audit as audit_routes,
@@ -74,6 +74,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for name, nested in definition.pop("$defs", {}).items():
                 components.setdefault(name, nested)
             components[model.__name__] = definition
+        document(schema, app.state.settings)  # the configured maxima
         app.openapi_schema = schema
     return app.openapi_schema
 

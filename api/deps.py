@@ -15,6 +15,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.limits import PageSize
 from api.tokens import TokenIssuer
 from domain.actor import Actor, Role
 from domain.base import utcnow
@@ -184,7 +185,7 @@ class Paging:
 
 
 async def paging(
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
+    limit: PageSize,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,

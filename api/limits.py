@@ -1,19 +1,27 @@
-"""Limits at the door: request body size (413), request rates (429 with Retry-After) per
-principal and, on the public and login endpoints, per client address; and security headers on
-every response. Plain ASGI, so the hot path pays a few dictionary lookups.
+"""Limits at the door: request body size (413), JSON nesting depth (422 `json_too_deep`),
+request rates (429 with Retry-After) per principal and, on the public and login endpoints, per
+client address; and security headers on every response. Plain ASGI, so the hot path pays a few
+dictionary lookups. Also the limits that routes apply: page sizes, batch sizes, and the codes of
+over-long strings and lists in validation errors (all 422 problem+json naming the parameter or
+field and the maximum).
 
 Rates are token buckets in process memory: with several server processes each enforces its own
 bucket (the effective limit is the per-process one times the processes)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the annotations of `page_size`'s
+# dependency, which name its local variables.
 
 import hashlib
 import math
+import re
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Depends, Query, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +43,8 @@ DOCS_CSP = (
 )
 DOCS = ("/docs", "/redoc", "/openapi.json")
 PUBLIC = ("/api/v1/public/", "/api/v1/auth/")
+# Marks a parameter whose maximum is a setting, filled in by `document`.
+_MAXIMUM_FROM = "x-scrapflow-maximum-from"
 
 
 class Bucket:
@@ -94,6 +104,7 @@ class Limits:
         self.app = app
         self.max_body = settings.max_body_bytes
         self.max_batch_body = settings.max_batch_body_bytes
+        self.max_json_depth = settings.max_json_depth
         self.principals = Buckets(Rate(settings.rate_per_principal, settings.rate_burst_principal))
         self.public = Buckets(Rate(settings.rate_per_ip_public, settings.rate_burst_ip_public))
 
@@ -120,7 +131,10 @@ class Limits:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _answer(send, 413, _too_large(limit))
             return
-        await self.app(scope, _counting(receive, limit), _secured(send, path))
+        content_type = headers.get(b"content-type")
+        # FastAPI reads a body without a content type as JSON too.
+        depth = self.max_json_depth if content_type is None or b"json" in content_type else None
+        await self.app(scope, _reading(receive, limit, depth), _secured(send, path))
 
     def _wait(self, path: str, headers: dict[bytes, bytes], scope: Scope) -> float:
         now = time.monotonic()
@@ -149,20 +163,31 @@ def _too_large(limit: int) -> bytes:
     )
 
 
-def _counting(receive: Receive, limit: int) -> Receive:
-    """A body sent without Content-Length (chunked) is counted as it arrives."""
+def _reading(receive: Receive, limit: int, max_depth: int | None) -> Receive:
+    """A body sent without Content-Length (chunked) is counted as it arrives. A JSON body's
+    nesting is checked when its last part arrives: before the app parses it or builds a model.
+    Raised from here, the errors are rendered as problem+json by the app's handler."""
     seen = 0
+    parts: list[bytes] = []
 
-    async def counted() -> Message:
+    async def read() -> Message:
         nonlocal seen
         message = await receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:  # rendered as problem+json by the app's handler
-                raise HTTPException(413, _too_large_detail(limit))
+            body: bytes = message.get("body", b"")
+            seen += len(body)
+            if seen > limit:
+                raise LimitExceeded(
+                    413, "payload_too_large", _too_large_detail(limit), max_bytes=limit
+                )
+            if max_depth is not None:
+                if message.get("more_body", False):
+                    parts.append(body)
+                else:
+                    _check_depth(b"".join((*parts, body)) if parts else body, max_depth)
         return message
 
-    return counted
+    return read
 
 
 def _secured(send: Send, path: str) -> Send:
@@ -204,3 +229,154 @@ async def _answer(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class LimitExceeded(HTTPException):
+    """A limit refused the request, rendered as problem+json with its own code and members. An
+    HTTP exception because FastAPI lets those through from where it reads the body (any other
+    exception there becomes a plain 400)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ):
+        super().__init__(status, detail)
+        self.code = code
+        self.errors = errors
+        self.extra = extra
+
+
+# --- JSON depth -------------------------------------------------------------------------------
+
+_BRACKETS_ALIKE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def nested_deeper_than(body: bytes, max_depth: int) -> bool:
+    """Whether the JSON text nests arrays and objects more than `max_depth` levels, without
+    parsing it: everything runs in C over the bytes (about a microsecond for a lot's
+    registration, a few milliseconds for a 5,000-lot batch). Malformed JSON is left to the parser.
+    """
+    if body.count(b"{") + body.count(b"[") <= max_depth:  # the usual body: nothing to look at
+        return False
+    if b"\\" in body:  # escaped backslashes and quotes are never structure
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Only quotes and brackets are kept, objects and arrays alike. Strings are dropped: adjacent
+    # quotes first (merging "a""b" into one string drops no bracket), then what is left of the
+    # strings that held brackets.
+    nesting = body.translate(_BRACKETS_ALIKE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in nesting:
+        nesting = _STRING.sub(b"", nesting)
+    # Each pass removes every innermost pair, so one level of every branch.
+    too_deep = b"[" * (max_depth + 1)
+    for _ in range(max_depth):
+        if too_deep in nesting:  # a plain deep chain is found without more passes
+            return True
+        nesting = nesting.replace(b"[]", b"")
+        if not nesting:
+            return False
+    return b"[]" in nesting
+
+
+def _check_depth(body: bytes, max_depth: int) -> None:
+    if nested_deeper_than(body, max_depth):
+        raise LimitExceeded(
+            422,
+            "json_too_deep",
+            f"the JSON body nests objects and arrays more than {max_depth} levels deep",
+            max_depth=max_depth,
+        )
+
+
+# --- Page and batch sizes ---------------------------------------------------------------------
+
+
+def page_size(setting: str, default: int, description: str) -> Any:
+    """A `limit` query parameter bounded by a setting. The OpenAPI document shows the maximum
+    in force (see `document`). A default above a lowered maximum is lowered with it."""
+
+    async def bounded(
+        request: Request,
+        limit: Annotated[
+            int,
+            Query(ge=1, description=description, json_schema_extra={_MAXIMUM_FROM: setting}),
+        ] = default,
+    ) -> int:
+        maximum: int = getattr(request.app.state.settings, setting)
+        if limit <= maximum:
+            return limit
+        if "limit" not in request.query_params:
+            return maximum
+        raise LimitExceeded(
+            422,
+            "page_size_too_large",
+            f"limit may be at most {maximum}; got {limit}",
+            errors=[{"pointer": "/limit", "detail": f"at most {maximum}", "location": "query"}],
+            parameter="limit",
+            maximum=maximum,
+        )
+
+    return Depends(bounded)
+
+
+PageSize = Annotated[int, page_size("max_page_size", 50, "Page size (default 50)")]
+
+
+def check_batch_size(count: int, maximum: int, pointer: str) -> None:
+    if count > maximum:
+        raise batch_too_large(count, maximum, pointer)
+
+
+def batch_too_large(count: int, maximum: int, pointer: str) -> LimitExceeded:
+    return LimitExceeded(
+        422,
+        "batch_too_large",
+        f"{pointer} may hold at most {maximum} items; got {count}",
+        errors=[{"pointer": pointer, "detail": f"at most {maximum} items", "location": "body"}],
+        field=pointer,
+        maximum=maximum,
+        count=count,
+    )
+
+
+# --- Validation errors that are limits ---------------------------------------------------------
+
+
+def limit_in(errors: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The code and members of the first limit among rendered validation errors (each with its
+    pydantic `type` and `ctx`): a list over its maximum length is `batch_too_large`, a string
+    over it `string_too_long`; None when no limit was broken."""
+    for error in errors:
+        context = error.get("ctx") or {}
+        if error.get("type") == "too_long" and context.get("field_type") == "List":
+            members = {"field": error["pointer"], "maximum": context.get("max_length")}
+            return "batch_too_large", {**members, "count": context.get("actual_length")}
+        if error.get("type") == "string_too_long":
+            return "string_too_long", {
+                "field": error["pointer"],
+                "maximum": context.get("max_length"),
+            }
+    return None
+
+
+# --- The OpenAPI document ---------------------------------------------------------------------
+
+
+def document(schema: dict[str, Any], settings: Settings) -> None:
+    """Puts the configured maxima in the generated document: each bounded `limit` parameter's
+    maximum and the lot batch's item count."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                setting = parameter["schema"].pop(_MAXIMUM_FROM, None)
+                if setting is not None:
+                    parameter["schema"]["maximum"] = getattr(settings, setting)
+    batch = schema.get("components", {}).get("schemas", {}).get("LotBatchCreate")
+    if batch is not None:
+        batch["properties"]["lots"]["maxItems"] = settings.max_batch_items

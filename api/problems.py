@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.limits import LimitExceeded, limit_in
 from domain.errors import DomainError
 from integrations.logging import request_id_var
 
@@ -147,17 +148,28 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = []
+    errors, broken = [], []
     for error in exc.errors():
         at, where = pointer(error.get("loc", ()), exc.body)
         errors.append({"pointer": at, "detail": error.get("msg", "invalid"), "location": where})
+        broken.append({"pointer": at, "type": error.get("type"), "ctx": error.get("ctx")})
     summary = "; ".join(f"{e['location']} {e['pointer']}: {e['detail']}" for e in errors[:5])
+    # An over-long string or list gets its own code; every error is still listed.
+    code, members = limit_in(broken) or ("validation_failed", {})
     return problem_response(
         422,
-        "validation_failed",
+        code,
         f"the request is invalid: {summary}",
         title="Invalid request",
         errors=errors,
+        **members,
+    )
+
+
+async def _limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LimitExceeded)
+    return problem_response(
+        exc.status_code, exc.code, str(exc.detail), errors=exc.errors, **exc.extra
     )
 
 
@@ -223,6 +235,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(LimitExceeded, _limit_exceeded)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(OSError, _connection_lost)

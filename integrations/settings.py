@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     rate_burst_principal: float = Field(default=3000, ge=1)
     rate_per_ip_public: float = Field(default=20, ge=0)  # public and login endpoints, per address
     rate_burst_ip_public: float = Field(default=60, ge=1)
+    # Limits on what a request asks for (422 problem+json naming the parameter and the maximum):
+    # the `limit` of every list, the anomalies per kind in a report, the lots of one batch (the
+    # batch body limit above must hold them: about 350 bytes a lot), and how deeply a JSON body
+    # may nest objects and arrays (the deepest request model nests 4).
+    max_page_size: int = Field(default=500, ge=1)
+    max_anomalies_per_kind: int = Field(default=5000, ge=1)
+    max_batch_items: int = Field(default=5000, ge=1)
+    max_json_depth: int = Field(default=32, ge=4)
 
     # Webhooks: destinations in private, loopback, link-local or reserved ranges are refused
     # unless allowed (tests, or a relay inside a private network); the relay runs in the API

@@ -9,6 +9,7 @@ from fastapi import Query, Request
 from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, Session, require
+from api.limits import PageSize
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.audit import CheckpointOut, EventOut, EventPage, VerificationOut
@@ -30,6 +31,7 @@ _regulators = [require(Role.platform_admin, Role.inspector, Role.supervisor)]
 async def events(
     session: Session,
     actor: CurrentActor,
+    limit: PageSize,
     type: Annotated[str | None, Query(max_length=64, examples=["lot.registered"])] = None,
     enterprise_id: uuid.UUID | None = None,
     facility_id: uuid.UUID | None = None,
@@ -40,7 +42,6 @@ async def events(
     cursor: Annotated[
         str | None, Query(max_length=20, description="next_cursor of the previous page")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EventPage:
     if cursor is not None:
         if not cursor.isdigit():

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import Depends, Form, Request
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -21,6 +20,26 @@ from domain.registry.models import Authority, Enterprise
 from integrations.logging import request_id_var
 
 router = resource_router("identity")
+
+
+class LoginForm:
+    """The OAuth2 password form (as FastAPI's), each field as long as what users are created with
+    at most; the client fields are accepted and ignored."""
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str | None, Form(pattern="^password$", max_length=8)] = None,
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=256, json_schema_extra={"format": "password"})],
+        scope: Annotated[str, Form(max_length=200)] = "",
+        client_id: Annotated[str | None, Form(max_length=200)] = None,
+        client_secret: Annotated[
+            str | None, Form(max_length=200, json_schema_extra={"format": "password"})
+        ] = None,
+    ):
+        self.username = username
+        self.password = password
 
 
 def _tokens(request: Request, user: User, refresh_token: str) -> TokenOut:
@@ -43,7 +62,7 @@ def _refresh_lifetime(request: Request) -> timedelta:
     summary="Log in with username and password (OAuth2 password form)",
 )
 async def token(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: Session
+    request: Request, form: Annotated[LoginForm, Depends()], session: Session
 ) -> TokenOut:
     user, refresh_token = await identity.login(
         session,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Path, Request, Response
 
 from api.deps import AppSettings, CurrentActor, PageParams, Session, encode_cursor, etag
 from api.problems import responses
@@ -129,7 +129,9 @@ async def revoke(
     summary="Verify a certificate by its number: valid or revoked, with the signed payload."
     " No login. An unknown number is 404 with code `unknown_certificate`.",
 )
-async def verify(number: str, session: Session) -> VerificationOut:
+async def verify(
+    number: Annotated[str, Path(max_length=32, examples=["SFC-2026-0000001"])], session: Session
+) -> VerificationOut:
     certificate = await credits.public_certificate(session, number)
     if certificate is None:
         raise UnknownCertificate(f"no certificate has the number {number!r}")

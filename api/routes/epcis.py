@@ -10,6 +10,7 @@ from fastapi import Query, Request, Response
 from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, Session
+from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
 from domain.base import utcnow
@@ -115,9 +116,14 @@ async def events(
     request: Request,
     session: Session,
     actor: CurrentActor,
+    limit: Annotated[int, page_size("max_page_size", 50, "Log events per page (default 50)")],
     event_type: Annotated[
         list[EpcisType] | None,
-        Query(alias="eventType", description="Only these EPCIS event types (repeatable)"),
+        Query(
+            alias="eventType",
+            max_length=10,
+            description="Only these EPCIS event types (repeatable, at most 10)",
+        ),
     ] = None,
     ge_event_time: Annotated[
         AwareDatetime | None,
@@ -139,7 +145,6 @@ async def events(
     cursor: Annotated[
         str | None, Query(max_length=20, description="Next-Cursor of the previous page")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Log events per page")] = 50,
 ) -> Response:
     if cursor is not None:
         if not cursor.isdigit():

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import CurrentActor, PageParams, Session, encode_cursor, etag, require
+from api.limits import check_batch_size
 from api.problems import json_response, pointer, responses
 from api.routes import resource_router
 from api.schemas.common import Page
@@ -37,7 +38,6 @@ from domain.lots.service import SellerVault
 from domain.mass import g_to_kg, kg_to_g
 
 router = resource_router("custody")
-BATCH_LIMIT = 5000
 WRITE = responses(401, 403, 404, 409, 422)
 
 
@@ -87,11 +87,14 @@ async def register_lot(
     return json_response(LotOut.of(lot), 201, headers)
 
 
-def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[str, Any]]]:
+def _read_batch(
+    raw: bytes, maximum: int
+) -> tuple[list[lots.Registration | None], list[dict[str, Any]]]:
     """The batch's items, read straight from the JSON bytes. When some are bad, each item is read
-    alone so that every bad item is named, while the good ones still get the business checks."""
+    alone so that every bad item is named, while the good ones still get the business checks.
+    More than `maximum` items is `batch_too_large`, whatever the items say."""
     try:
-        return [_registration(item) for item in LotBatchCreate.model_validate_json(raw).lots], []
+        batch = LotBatchCreate.model_validate_json(raw)
     except ValidationError as error:
         whole_batch_error = RequestValidationError(error.errors(include_url=False), body=raw)
         try:
@@ -99,8 +102,13 @@ def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[s
         except ValueError:
             raise whole_batch_error from error
         items = document.get("lots") if isinstance(document, dict) else None
-        if not isinstance(items, list) or not 1 <= len(items) <= BATCH_LIMIT or len(document) != 1:
+        if isinstance(items, list):
+            check_batch_size(len(items), maximum, "/lots")
+        if not isinstance(items, list) or not items or len(document) != 1:
             raise whole_batch_error from error
+    else:
+        check_batch_size(len(batch.lots), maximum, "/lots")
+        return [_registration(item) for item in batch.lots], []
     registrations: list[lots.Registration | None] = []
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -120,7 +128,8 @@ def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[s
     response_model=LotBatchOut,
     dependencies=[Idempotent],
     responses=WRITE,
-    summary="Register up to 5,000 lots, all or nothing; errors point at /lots/{index}/field",
+    summary="Register up to 5,000 lots (SCRAPFLOW_MAX_BATCH_ITEMS), all or nothing; errors point"
+    " at /lots/{index}/field",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -133,7 +142,8 @@ def _read_batch(raw: bytes) -> tuple[list[lots.Registration | None], list[dict[s
 async def register_batch(request: Request, session: Session, actor: CurrentActor) -> Response:
     # The body is read here rather than declared: pydantic-core parses the JSON bytes directly
     # (a 5,000-lot body is 1.7 MB), and a bad batch still names every bad item.
-    registrations, problems = _read_batch(await request.body())
+    maximum = request.app.state.settings.max_batch_items
+    registrations, problems = _read_batch(await request.body(), maximum)
     registered = await lots.register_batch(session, actor, _vault(request), registrations, problems)
     answer = LotBatchOut(
         count=len(registered),

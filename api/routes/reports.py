@@ -10,6 +10,7 @@ from fastapi import Depends, Query
 from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, Session
+from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.oversight import (
@@ -97,7 +98,10 @@ async def indicators(session: Session, scope: ReportScope) -> IndicatorsOut:
 async def anomalies(
     session: Session,
     scope: ReportScope,
-    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many of each kind")] = 500,
+    limit: Annotated[
+        int,
+        page_size("max_anomalies_per_kind", 500, "At most this many of each kind (default 500)"),
+    ],
 ) -> AnomaliesOut:
     found = await oversight.anomalies(session, scope, limit=limit)
     return AnomaliesOut(

@@ -18,6 +18,7 @@ from api.deps import (
     encode_cursor,
     require,
 )
+from api.limits import PageSize
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.common import Page
@@ -142,8 +143,8 @@ async def deliveries(
     webhook_id: uuid.UUID,
     session: Session,
     actor: CurrentActor,
+    limit: PageSize,
     status: Annotated[DeliveryStatus | None, Query(description="Only in this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size (default 50)")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=20, description="next_cursor of the previous page")
     ] = None,

@@ -37,7 +37,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 RegionCode = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9]{6}$"),
+    StringConstraints(max_length=6, pattern=r"^[0-9]{6}$"),
     Field(description="6-digit GB/T 2260 county code", examples=["520102"]),
 ]
 

@@ -33,11 +33,13 @@ class ImportOrigin(Strict):
     type: Literal["import"]
     country: Annotated[
         str,
-        StringConstraints(pattern=r"^[A-Z]{2}$"),
+        StringConstraints(max_length=2, pattern=r"^[A-Z]{2}$"),
         Field(description="ISO 3166-1 alpha-2 code of the exporting country", examples=["JP"]),
     ]
     customs_declaration_no: Annotated[
-        str, StringConstraints(pattern=r"^[0-9]{18}$"), Field(description="18-digit declaration")
+        str,
+        StringConstraints(max_length=18, pattern=r"^[0-9]{18}$"),
+        Field(description="18-digit declaration"),
     ]
     conformity_standard: ConformityStandard
 
@@ -101,7 +103,8 @@ class LotCreate(Strict):
 
 
 class LotBatchCreate(Strict):
-    lots: list[LotCreate] = Field(min_length=1, max_length=5000)
+    # The maximum is a setting (max_batch_items), checked by the route and shown in the OpenAPI.
+    lots: list[LotCreate] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid")
 

@@ -62,9 +62,11 @@ Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class EmissionFactorIn(Strict):
-    key: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
-        examples=["primary_aluminium_china"],
-        description="Lower-case key; an existing key is replaced, a new one added",
+    key: Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z][a-z0-9_]{0,63}$")] = (
+        Field(
+            examples=["primary_aluminium_china"],
+            description="Lower-case key; an existing key is replaced, a new one added",
+        )
     )
     value: Annotated[Decimal, Field(ge=0, lt=10**8, decimal_places=6), JsonNumber] = Field(
         description="0 or more, at most 6 decimals"

@@ -146,7 +146,7 @@ class AuthorityCreate(Strict):
     name: Name
     jurisdiction: Annotated[
         str,
-        StringConstraints(pattern=r"^[0-9]{2}([0-9]{2}){0,2}$"),
+        StringConstraints(max_length=6, pattern=r"^[0-9]{2}([0-9]{2}){0,2}$"),
         Field(description="Region prefix: 52 is Guizhou, 5201 Guiyang", examples=["52"]),
     ]
 
