@@ -458,3 +458,31 @@ def test_depth_matches_the_parser_on_random_documents() -> None:
         body = json.dumps(value, ensure_ascii=rng.random() < 0.5).encode()
         for maximum in range(1, 12):
             assert nested_deeper_than(body, maximum) is (_depth(value) > maximum), body
+
+
+def _nesting(schema: dict[str, Any], components: dict[str, Any]) -> int:
+    if "$ref" in schema:
+        return _nesting(components[schema["$ref"].split("/")[-1]], components)
+    alternatives = schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", [])
+    depth = max((_nesting(option, components) for option in alternatives), default=0)
+    if schema.get("type") == "object" or "properties" in schema:
+        assert schema.get("additionalProperties") in (None, False), schema  # no free-form JSON
+        members = [_nesting(member, components) for member in schema.get("properties", {}).values()]
+        depth = max(depth, 1 + max(members, default=0))
+    if schema.get("type") == "array":
+        depth = max(depth, 1 + _nesting(schema.get("items", {}), components))
+    return depth
+
+
+def test_no_request_nests_deeper_than_the_smallest_depth_allowed(app: FastAPI) -> None:
+    document = app.openapi()
+    components = document["components"]["schemas"]
+    deepest = max(
+        _nesting(content["schema"], components)
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+    )
+    smallest = Settings.model_json_schema()["properties"]["max_json_depth"]["minimum"]
+    assert deepest == 4  # a batch: its lots, a lot, its seller
+    assert deepest <= smallest
