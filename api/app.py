@@ -88,6 +88,17 @@ def create_app(
     engine = create_engine(
         database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
+    # Reports and regulators read from a replica when one is configured (api.deps.ReadSession).
+    read_engine = (
+        create_engine(
+            settings.read_database_url,
+            pool_size=settings.read_db_pool_size,
+            max_overflow=0,
+            read_only=True,
+        )
+        if settings.read_database_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,6 +125,8 @@ def create_app(
         if relay is not None:
             await relay
         await engine.dispose()
+        if read_engine is not None:
+            await read_engine.dispose()
 
     app = FastAPI(
         title="scrapflow",
@@ -129,6 +142,10 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker or session_factory(engine)
+    app.state.read_engine = read_engine
+    app.state.read_sessionmaker = (
+        session_factory(read_engine) if read_engine is not None else app.state.sessionmaker
+    )
     app.state.vault = AesGcmVault.from_secret(
         decode_key(settings.seller_key.get_secret_value())
         if settings.seller_key

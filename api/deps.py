@@ -7,13 +7,13 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.limits import PageSize
 from api.tokens import TokenIssuer
@@ -37,6 +37,25 @@ async def session_of(request: Request) -> AsyncSession:
 
 
 Session = Annotated[AsyncSession, Depends(session_of)]
+
+
+async def read_session_of(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only session on the replica (`read_database_url`), or the request's own session
+    when there is none. Only for heavy report and regulator reads: a replica lags the primary
+    (usually well under a second), so a read that must see the caller's own just-committed write
+    (a lot or shipment read back after creating it, a list after an update) stays on `Session`.
+    Authentication stays on the primary too: a key created a moment ago must work at once."""
+    read: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    if read is request.app.state.sessionmaker:
+        yield request.state.session
+        return
+    async with read() as session:
+        yield session
+
+
+# Closed when the route returns, not after the response is sent: the connection goes back to the
+# replica's pool before a long body (a register) streams.
+ReadSession = Annotated[AsyncSession, Depends(read_session_of, scope="function")]
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -10,11 +10,17 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, read_only: bool = False
+) -> AsyncEngine:
+    # Read-only engines make every transaction read-only at the server: a write sent to one by
+    # mistake fails (SQLSTATE 25006) even where the server itself would accept it.
+    connect_args = {"server_settings": {"default_transaction_read_only": "on"}} if read_only else {}
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
+        connect_args=connect_args,
         # No pre-ping: it costs a round trip per request. A connection found dead fails its
         # request (503, retried by the client) and invalidates the pool, which reconnects.
         pool_recycle=1800,

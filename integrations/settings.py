@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # load that churn (connect, codec set-up, cold statement cache) shows in the latency tail.
     db_pool_size: int = 20
     db_max_overflow: int = 0
+    # A streaming replica for the heavy read-only reads of reports and regulators (statements,
+    # credits, oversight reports, registers, EPCIS, audit listing and verification); its sessions
+    # are read-only, so a stray write fails instead of landing on a copy. Unset: the primary.
+    read_database_url: str | None = None
+    read_db_pool_size: int = Field(default=10, ge=1)
 
     # HS256 secret for access tokens; without one a 0600 key file in data_dir is used.
     jwt_secret: SecretStr | None = None
@@ -114,7 +119,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     log_level: str = "INFO"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "read_database_url")
     @classmethod
     def _asyncpg_driver(cls, url: str | None) -> str | None:
         return None if url is None else asyncpg_url(url)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Query, Request
 from pydantic import AwareDatetime
 
-from api.deps import CurrentActor, Session, require
+from api.deps import CurrentActor, ReadSession, require
 from api.limits import PageSize
 from api.problems import responses
 from api.routes import resource_router
@@ -29,7 +29,7 @@ _regulators = [require(Role.platform_admin, Role.inspector, Role.supervisor)]
     " the events that touch them",
 )
 async def events(
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     limit: PageSize,
     type: Annotated[str | None, Query(max_length=64, examples=["lot.registered"])] = None,
@@ -73,7 +73,7 @@ async def events(
 )
 async def verify(
     request: Request,
-    session: Session,
+    session: ReadSession,
     from_seq: Annotated[int, Query(ge=1, le=2**62)] = 1,
     to_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> VerificationOut:
@@ -94,7 +94,7 @@ async def verify(
     responses=responses(401, 404),
     summary="The latest signed statement of the chain head",
 )
-async def latest_checkpoint(session: Session, actor: CurrentActor) -> CheckpointOut:
+async def latest_checkpoint(session: ReadSession, actor: CurrentActor) -> CheckpointOut:
     checkpoint = await audit.latest_checkpoint(session)
     if checkpoint is None:
         raise NotFound("no checkpoint has been made yet")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Query
 
-from api.deps import CurrentActor, PageParams, Session, encode_cursor
+from api.deps import CurrentActor, PageParams, ReadSession, encode_cursor
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.credits import BalanceOut, CreditsOut, EntryOut
@@ -25,7 +25,7 @@ router = resource_router("credits")
 )
 async def get_credits(
     enterprise_id: uuid.UUID,
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     page: PageParams,
     metal: Annotated[Metal | None, Query()] = None,

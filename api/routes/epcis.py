@@ -9,7 +9,7 @@ import orjson
 from fastapi import Query, Request, Response
 from pydantic import AwareDatetime
 
-from api.deps import CurrentActor, Session
+from api.deps import CurrentActor, ReadSession
 from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
@@ -114,7 +114,7 @@ class JsonLdResponse(Response):
 )
 async def events(
     request: Request,
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     limit: Annotated[int, page_size("max_page_size", 50, "Log events per page (default 50)")],
     event_type: Annotated[

@@ -19,7 +19,7 @@ from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from api.deps import CurrentActor, Session
+from api.deps import CurrentActor, ReadSession
 from api.problems import responses
 from api.routes import resource_router
 from domain.base import utcnow
@@ -122,7 +122,7 @@ RENDER = {"csv": _csv, "xlsx": _xlsx, "json": _json}
 async def register(
     facility_id: uuid.UUID,
     request: Request,
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     direction: Direction = Direction.incoming,
     period_from: Annotated[
@@ -142,11 +142,11 @@ async def register(
             errors=[{"pointer": "/from", "detail": "not before `to`", "location": "query"}],
         )
     query = RegisterQuery(facility.id, direction, start, end)
-    sessionmaker = request.app.state.sessionmaker
+    sessionmaker = request.app.state.read_sessionmaker
 
     async def rows() -> Rows:
-        # The request's own transaction has ended by the time the body streams: a session of
-        # its own, read-only, for the cursor.
+        # The request's sessions have closed by the time the body streams: a session of its own
+        # for the cursor, on the replica when there is one.
         async with sessionmaker() as reader:
             async for chunk in registers.register_rows(reader, query):
                 yield chunk

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query
 from pydantic import AwareDatetime
 
-from api.deps import CurrentActor, Session
+from api.deps import CurrentActor, ReadSession
 from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
@@ -64,7 +64,7 @@ def _period(scope: oversight.Scope) -> PeriodOut:
     summary="Kilograms and shipments between regions (prefectures of Guizhou, other provinces)",
 )
 async def flows(
-    session: Session,
+    session: ReadSession,
     scope: ReportScope,
     level: Literal["prefecture", "province"] = "prefecture",
 ) -> FlowsOut:
@@ -78,7 +78,7 @@ async def flows(
     responses=responses(401, 404, 422),
     summary="The plan's indicators with their targets where the plan gives one",
 )
-async def indicators(session: Session, scope: ReportScope) -> IndicatorsOut:
+async def indicators(session: ReadSession, scope: ReportScope) -> IndicatorsOut:
     found = await oversight.indicators(session, scope)
     return IndicatorsOut(
         jurisdiction=scope.jurisdiction,
@@ -96,7 +96,7 @@ async def indicators(session: Session, scope: ReportScope) -> IndicatorsOut:
     " activity of suspended enterprises",
 )
 async def anomalies(
-    session: Session,
+    session: ReadSession,
     scope: ReportScope,
     limit: Annotated[
         int,

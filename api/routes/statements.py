@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Query, Response
 from pydantic import AwareDatetime
 
-from api.deps import CurrentActor, Session
+from api.deps import CurrentActor, ReadSession
 from api.problems import json_response, responses
 from api.routes import resource_router
 from api.schemas.reports import StatementOut
@@ -36,7 +36,7 @@ router = resource_router("reports")
 )
 async def statement(
     enterprise_id: uuid.UUID,
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     period_from: Annotated[
         AwareDatetime | None,
