@@ -13,17 +13,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from api.deps import current_actor
 from domain.actor import SYSTEM
 from domain.registry import service as registry
 from domain.weighbridge.models import WeighbridgeDuplicate, WeighbridgeTicket
 from tests.conftest import Json, Live, Principal
 from tests.custody.conftest import Custody, assert_problem, pointers
+from tests.routes import api_routes, needs_principal
 
 TICKETS = "/api/v1/weighbridge/tickets"
 WEIGHED = "2026-11-20T09:42:17+08:00"
@@ -501,27 +500,14 @@ async def test_tickets_are_per_facility_and_free_text_numbers_still_work(
     assert written.json()["weighbridge_ticket_no"] == "R-5"
 
 
-def _api_routes(routes: Any) -> Any:
-    """The routes, through included routers (FastAPI keeps those as one entry each)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from _api_routes(route.original_router.routes)
-
-
-def _needs_principal(dependant: Any) -> bool:
-    return any(d.call is current_actor or _needs_principal(d) for d in dependant.dependencies)
-
-
 async def test_every_authenticated_route_refuses_a_device_key(
     app: FastAPI, custody: Custody, scale: Principal
 ) -> None:
     """Walks the application's routes: whatever needs a principal answers a device key 403,
     but the one that posts tickets. (Public routes need no principal at all.)"""
     checked = 0
-    for route in _api_routes(app.routes):
-        if not _needs_principal(route.dependant):
+    for route in api_routes(app.routes):
+        if not needs_principal(route.dependant):
             continue
         url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
         for method in route.methods:
