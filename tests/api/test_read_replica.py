@@ -53,7 +53,7 @@ class Replica:
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.dsn)
         try:
-            return await conn.fetch(sql, *args)
+            return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
 
@@ -235,9 +235,15 @@ async def test_a_write_through_the_read_session_fails(
     assert after == before
 
 
-async def test_readyz_reports_the_replica(replicated: Replicated, settings: Settings) -> None:
+async def test_readyz_reports_the_replica(replicated: Replicated) -> None:
     assert ok(await replicated.client.get("/readyz")) == {"status": "ready", "replica": "ready"}
 
+
+async def test_a_dead_replica_fails_the_reports_alone(
+    settings: Settings, replicated: Replicated, world: World
+) -> None:
+    """Reports answer 503 database_unavailable (retry later); the primary's routes and readiness
+    go on: the replica is reported, not required."""
     dead = create_app(
         settings.model_copy(
             update={"read_database_url": "postgresql+asyncpg://nobody@127.0.0.1:1/none"}
@@ -245,12 +251,23 @@ async def test_readyz_reports_the_replica(replicated: Replicated, settings: Sett
         "postgresql+asyncpg://unused@127.0.0.1:1/none",
         sessionmaker=replicated.app.state.sessionmaker,
     )
+    admin = world.admin.headers
     transport = httpx.ASGITransport(app=dead)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        body = ok(await client.get("/readyz"))  # the primary answers: still ready
-    await dead.state.read_engine.dispose()
-    assert body["status"] == "ready"
-    assert body["replica"].startswith("unavailable: ")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            report = await client.get(
+                f"{API}/enterprises/{world.enterprise_a}/statement", headers=admin
+            )
+            enterprise = await client.get(f"{API}/enterprises/{world.enterprise_a}", headers=admin)
+            ready = ok(await client.get("/readyz"))
+    finally:
+        await dead.state.read_engine.dispose()
+    assert report.status_code == 503, report.text
+    assert report.headers["content-type"] == "application/problem+json"
+    assert report.json()["code"] == "database_unavailable"
+    assert enterprise.status_code == 200, enterprise.text
+    assert ready["status"] == "ready"
+    assert ready["replica"].startswith("unavailable: ")
 
 
 async def test_without_a_read_url_reports_read_through_the_request_session(
