@@ -282,3 +282,15 @@ async def test_without_a_read_url_reports_read_through_the_request_session(
     )
     assert statement.status_code == 200, statement.text
     assert statement.json()["enterprise_id"] == str(world.enterprise_a)
+
+
+def test_the_read_url_comes_from_the_environment_with_the_asyncpg_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCRAPFLOW_READ_DATABASE_URL", "postgres://reader:pw@replica:5432/scrapflow")
+    monkeypatch.setenv("SCRAPFLOW_READ_DB_POOL_SIZE", "4")
+    configured = Settings()
+    assert configured.read_database_url == "postgresql+asyncpg://reader:pw@replica:5432/scrapflow"
+    assert configured.read_db_pool_size == 4
+    monkeypatch.delenv("SCRAPFLOW_READ_DATABASE_URL")
+    assert Settings().read_database_url is None
