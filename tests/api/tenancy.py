@@ -70,6 +70,7 @@ class Tenancy:
     webhook: Json = field(default_factory=dict)
     webhook_disabled: Json = field(default_factory=dict)
     b_webhook: Json = field(default_factory=dict)  # every event that touches B
+    b_lot: str = ""  # at B's collection point
     delivery_id: str = ""
     user: Json = field(default_factory=dict)
     api_key: Json = field(default_factory=dict)
@@ -325,6 +326,7 @@ async def _play(t: Tenancy) -> None:
         "/api/v1/lots", json=lot_body(b_point, 80), headers=w.b_admin.headers
     )
     assert response.status_code == 201, response.text
+    t.b_lot = response.json()["id"]
     for kind, path in (
         ("enterprise", f"/api/v1/enterprises/{w.enterprise_a}"),
         ("facility", f"/api/v1/facilities/{w.facility_a}"),

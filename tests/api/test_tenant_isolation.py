@@ -29,6 +29,7 @@ afterwards, so that even a leaking write leaves the next cell the same world."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -43,12 +44,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel import col
 
 from api.app import create_app
+from domain.audit.models import Event
+from domain.webhooks.models import Delivery
 from integrations.settings import Settings
+from integrations.webhooks import event_body
 from tests.api.tenancy import (
     IDEMPOTENCY_KEY,
     PROBE_LOT_KG,
@@ -232,6 +237,58 @@ BODIES: dict[Key, Callable[[Tenancy], Json | None]] = {
     ("POST", "/api/v1/webhooks/{webhook_id}/disable"): _reason,
     ("POST", "/api/v1/webhooks/{webhook_id}/enable"): lambda t: None,
     ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): lambda t: None,
+}
+# Fields that name another tenant's record by design, kept in the missing-record twin: a sender
+# ships to a receiver's facility (DESIGN §2.3), so "that facility does not exist" (422) is an
+# answer it must get, unlike one about A's lots.
+ADDRESSED = {"to_facility_id"}
+
+# The foreign caller's own container with A's content: its own rights pass the first check, so
+# these find whether A's records are looked up as if they were the caller's.
+MIXED: dict[Key, Callable[[Tenancy], list[Json]]] = {
+    ("POST", "/api/v1/shipments"): lambda t: [
+        {
+            "from_facility_id": str(t.world.facility_b),
+            "to_facility_id": str(t.world.facility_a),
+            "lot_ids": [t.lots["L4"]["id"]],
+        },
+        {
+            "from_facility_id": str(t.world.facility_b),
+            "to_facility_id": t.centre,
+            "lot_ids": [t.b_lot, t.lots["L4"]["id"]],
+        },
+    ],
+    ("POST", "/api/v1/transformations"): lambda t: [
+        {
+            "facility_id": str(t.world.facility_b),
+            "process": "bulking",
+            "started_at": NOW,
+            "ended_at": "2026-11-20T09:00:00+08:00",
+            "inputs": [{"lot_id": t.b_lot, "kg": 80}, {"lot_id": t.lots["L4"]["id"], "kg": 40}],
+            "outputs": [
+                {"kind": "scrap", "metal": "aluminium", "category": "GB13586-WROUGHT", "kg": 120}
+            ],
+        }
+    ],
+    ("POST", "/api/v1/api-keys"): lambda t: [
+        {
+            "enterprise_id": str(t.world.enterprise_b),
+            "name": "B scale at A's centre",
+            "role": "device",
+            "facility_id": t.centre,
+        }
+    ],
+    ("POST", "/api/v1/webhooks"): lambda t: [
+        {"url": "https://erp.b-recycling.example/a", "enterprise_id": str(t.world.enterprise_a)}
+    ],
+    ("POST", "/api/v1/certificates"): lambda t: [
+        {
+            "lot_id": t.lots["ingot2"]["id"],
+            "recipient_enterprise_id": str(t.world.enterprise_b),
+            "method": "mass_balance",
+            "mass_kg": 10,
+        }
+    ],
 }
 HEADERS: dict[Key, Callable[[Tenancy], dict[str, str]]] = {
     ("PATCH", "/api/v1/enterprises/{enterprise_id}"): lambda t: {
@@ -421,6 +478,7 @@ class Call:
     query: dict[str, str] = field(default_factory=dict)
     body: Json | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    mixed: bool = False  # the caller's own records with A's (MIXED)
 
     def sent(self) -> str:
         """Everything the caller itself put in the request."""
@@ -446,13 +504,23 @@ class Call:
             if isinstance(value, list):
                 return [walk(v) for v in value]
             if isinstance(value, dict):
-                return {k: walk(v) for k, v in value.items()}
+                return {k: v if k in ADDRESSED else walk(v) for k, v in value.items()}
             return value
 
         path = swap(self.path)
         for known in secrets - {s for s in secrets if UUID_TEXT.fullmatch(s)}:
             path = path.replace(known, "X-NO-SUCH-" + uuid.uuid4().hex[:8])
         return Call(self.method, path, walk(self.query), walk(self.body), self.headers)
+
+
+def foreign_calls(t: Tenancy, endpoint: Endpoint) -> list[Call]:
+    """The calls, and those mixing the caller's own records with A's."""
+    (first, *_) = found = calls(t, endpoint)
+    mixed = MIXED.get(endpoint.key, lambda t: [])(t)
+    return found + [
+        Call(first.method, first.path, first.query, body, first.headers, mixed=True)
+        for body in mixed
+    ]
 
 
 def calls(t: Tenancy, endpoint: Endpoint) -> list[Call]:
@@ -510,6 +578,12 @@ def stable(answer: str) -> str:
     return VOLATILE.sub("<volatile>", answer)
 
 
+def shape(found: Json) -> str:
+    """A problem as the caller reads it, but for the ids in it and the request id."""
+    found = {k: v for k, v in found.items() if k != "request_id"}
+    return UUID_TEXT.sub("<id>", json.dumps(found, sort_keys=True, ensure_ascii=False))
+
+
 def problem(response: httpx.Response) -> Json:
     assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
     found: Json = response.json()
@@ -528,14 +602,16 @@ async def test_a_foreign_caller_gets_nothing_of_a(
     may_succeed = endpoint.is_collection or endpoint.key in SHARED_WRITES
     async with rolled_back(t) as connection:
         before = await fingerprint(connection)
-        for call in calls(t, endpoint):
+        for call in foreign_calls(t, endpoint):
             response = await send(t, call, who)
             assert not leaked(t, call, response), (response.status_code, leaked(t, call, response))
             twin = await send(t, call.twin(t.secrets), who)
             assert twin.status_code == response.status_code, (response.text, twin.text)
-            if response.status_code in (403, 404):
-                seen, missing = problem(response), problem(twin)
-                assert (seen["code"], seen["title"]) == (missing["code"], missing["title"])
+            # A mixed call may be refused for the caller's own part too (422): as for a missing
+            # record, which is what matters.
+            refusals = range(400, 500) if call.mixed else (403, 404)
+            if response.status_code in refusals:
+                assert shape(problem(response)) == shape(problem(twin))
             else:
                 assert may_succeed and response.status_code < 300, response.text
         after = await fingerprint(connection)
@@ -599,3 +675,23 @@ async def test_public_reads_show_nothing_of_a_but_what_they_publish(
                 assert problem(missing)["code"] == "unknown_certificate"
             else:
                 assert not leaked(t, call, response)
+
+
+async def test_b_webhook_is_sent_nothing_of_a(tenancy: Tenancy) -> None:
+    """Webhooks carry events out of the platform: B's subscription to every event queues B's own
+    (its lot, its user, the subscription itself) and none of A's, whose bodies it never gets."""
+    t = tenancy
+    listed = await send(
+        t, Call("GET", f"/api/v1/webhooks/{t.b_webhook['id']}/deliveries"), "b_admin"
+    )
+    assert listed.status_code == 200, listed.text
+    assert {d["event_type"] for d in listed.json()["items"]} >= {"lot.registered", "user.created"}
+    async with t.app.state.sessionmaker() as session:
+        queued = await session.scalars(
+            select(Event)
+            .join(Delivery, col(Delivery.event_id) == col(Event.id))
+            .where(col(Delivery.subscription_id) == uuid.UUID(t.b_webhook["id"]))
+        )
+        bodies = [event_body(event).decode() for event in queued]
+    assert bodies
+    assert not [s for s in t.secrets for body in bodies if s in body]
