@@ -86,7 +86,10 @@ def create_app(
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> FastAPI:
     engine = create_engine(
-        database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
     )
     # Reports and regulators read from a replica when one is configured (api.deps.ReadSession).
     read_engine = (

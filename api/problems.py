@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.limits import LimitExceeded, limit_in
@@ -239,6 +240,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(OSError, _connection_lost)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -249,5 +251,17 @@ async def _connection_lost(request: Request, exc: Exception) -> JSONResponse:
         503,
         "database_unavailable",
         "the database is not reachable; retry later",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    """No pooled connection became free in time (db_pool_timeout_seconds): the database is slow
+    or stalled. Nothing was written; the client may retry."""
+    log.warning("no database connection free in time", extra={"error": str(exc)})
+    return problem_response(
+        503,
+        "database_busy",
+        "no database connection became free in time; retry with the same Idempotency-Key",
         headers={"Retry-After": "1"},
     )

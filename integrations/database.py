@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import (
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, read_only: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 30,
+    read_only: bool = False,
 ) -> AsyncEngine:
     # Read-only engines make every transaction read-only at the server: a write sent to one by
     # mistake fails (SQLSTATE 25006) even where the server itself would accept it.
@@ -20,6 +25,7 @@ def create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         connect_args=connect_args,
         # No pre-ping: it costs a round trip per request. A connection found dead fails its
         # request (503, retried by the client) and invalidates the pool, which reconnects.

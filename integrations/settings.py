@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # load that churn (connect, codec set-up, cold statement cache) shows in the latency tail.
     db_pool_size: int = 20
     db_max_overflow: int = 0
+    # How long a request waits for a free connection before it is told to retry (503
+    # database_busy): a stalled database must not hold every request for SQLAlchemy's 30 s.
+    db_pool_timeout_seconds: float = Field(default=10, gt=0)
     # A streaming replica for the heavy read-only reads of reports and regulators (statements,
     # credits, oversight reports, registers, EPCIS, audit listing and verification); its sessions
     # are read-only, so a stray write fails instead of landing on a copy. Unset: the primary.

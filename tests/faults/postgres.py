@@ -17,6 +17,8 @@ import asyncpg
 
 from integrations.embedded import EmbeddedPostgres
 
+OBSERVER = "scrapflow-faults"  # the application_name of the run's own connections
+
 
 class Postgres:
     def __init__(self) -> None:
@@ -55,16 +57,26 @@ class Postgres:
                     raise
                 time.sleep(0.3)
 
+    async def connect(self, database: str) -> asyncpg.Connection:
+        """A connection of the run's own, which `terminate_backends` leaves alone."""
+        return await asyncpg.connect(
+            host=str(self.pgdata),
+            user="postgres",
+            database=database,
+            server_settings={"application_name": OBSERVER},
+        )
+
     async def terminate_backends(self, database: str) -> int:
-        """pg_terminate_backend on every other client connection to `database`; how many."""
-        conn = await asyncpg.connect(host=str(self.pgdata), user="postgres", database="postgres")
+        """pg_terminate_backend on every connection of the server to `database`; how many."""
+        conn = await self.connect("postgres")
         try:
             return int(
                 await conn.fetchval(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()"
+                    " WHERE datname = $1 AND application_name <> $2"
                     " AND backend_type = 'client backend'",
                     database,
+                    OBSERVER,
                 )
             )
         finally:

@@ -68,6 +68,8 @@ class Tally:
     answers: Counter[int] = field(default_factory=Counter)  # every answer but 201
     codes: Counter[str] = field(default_factory=Counter)  # their problem codes
     faults: list[str] = field(default_factory=list)
+    last_fault: str = "none"
+    unavailable: Counter[str] = field(default_factory=Counter)  # 503s after each kind of fault
     failed: list[str] = field(default_factory=list)
     acked: dict[str, list[str]] = field(default_factory=dict)  # key -> lot ids
     acked_marks: dict[int, str] = field(default_factory=dict)  # mark -> lot id
@@ -101,7 +103,10 @@ class Outcome:
     ready_at_end: int = 0
     unhandled_errors: int = 0
     background_failures: int = 0
+    sealing_resumed_after: float | None = None  # seconds from the restart to a new sealed event
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds each part of the run took
+    log: str = ""  # the server's log
 
     @property
     def ready_again_after(self) -> float | None:
@@ -123,10 +128,13 @@ class Outcome:
             f"5xx_seen={fives} answers={dict(sorted(t.answers.items()))} "
             f"codes={dict(t.codes)} connection_errors={t.connection_errors} "
             f"readyz_503_during_outage={503 in self.readiness.after(self.killed_at)} "
-            f"ready_again_after_s={self.ready_again_after} same_server_pid={self.same_server} "
+            f"ready_again_after_s={self.ready_again_after} "
+            f"sealing_resumed_after_s={self.sealing_resumed_after} "
+            f"503_after={dict(t.unavailable)} same_server_pid={self.same_server} "
             f"audit_valid={self.verify.get('valid')} events={self.events} "
             f"unhandled_errors={self.unhandled_errors} "
-            f"background_failures_logged={self.background_failures} seconds={self.seconds:.1f}"
+            f"background_failures_logged={self.background_failures} seconds={self.seconds:.1f} "
+            f"phases={self.phases}"
         )
 
 
@@ -209,6 +217,8 @@ async def send(client: httpx.AsyncClient, request: Request, tally: Tally) -> Non
                 _acknowledge(tally, request, response)
                 return
             tally.answers[response.status_code] += 1
+            if response.status_code == 503:
+                tally.unavailable[tally.last_fault] += 1
             code = ""
             if response.headers.get("content-type", "").startswith("application/problem+json"):
                 code = str(response.json().get("code"))
@@ -239,14 +249,33 @@ async def inject(pg: Postgres, tally: Tally, total: int, outcome: Outcome, outag
     pid = pg.kill()
     outcome.killed_at = time.monotonic()
     tally.faults.append(f"SIGKILL postmaster {pid}")
+    tally.last_fault = "kill"
     await asyncio.sleep(outage)
     await asyncio.to_thread(pg.restart)
     outcome.restarted_at = time.monotonic()
     tally.faults.append(f"restart after {time.monotonic() - outcome.killed_at:.1f} s")
+    sealing = asyncio.create_task(_sealing_resumed(pg, outcome))
     for share in (0.6, 0.8):
         await _until(lambda share=share: tally.acknowledged >= total * share)  # type: ignore[misc]
         terminated = await pg.terminate_backends(DATABASE)
         tally.faults.append(f"pg_terminate_backend x{terminated}")
+        tally.last_fault = f"terminate {share:.0%}"
+    await sealing
+
+
+async def _sealing_resumed(pg: Postgres, outcome: Outcome) -> None:
+    """How long after the restart the sealer (in the server) sealed again."""
+    conn = await pg.connect(DATABASE)
+    try:
+        head = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event")
+        deadline = time.monotonic() + 120
+        while await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event") == head:
+            if time.monotonic() > deadline:
+                return  # never: reported as None
+            await asyncio.sleep(0.05)
+        outcome.sealing_resumed_after = round(time.monotonic() - outcome.restarted_at, 2)
+    finally:
+        await conn.close()
 
 
 async def watch_readiness(port: int, readiness: Readiness, stop: asyncio.Event) -> None:
@@ -392,20 +421,28 @@ def run(
         upgrade(url)
         seed = asyncio.run(_seed(url, name="faults recycler"))
         planned = plan(seed, requests, batch_every, batch_size)
+        phases = {"setup": time.monotonic()}
         with server(url, workdir) as (process, port, env):
             pid = process.pid
+            phases["server start"] = time.monotonic()
             outcome = asyncio.run(drive(port, seed, pg, planned, concurrency, outage))
+            phases["load"] = time.monotonic()
             outcome.events = asyncio.run(_sealed(url))
+            phases["sealing"] = time.monotonic()
             asyncio.run(_stored(url, outcome))
             outcome.verify = _verify_chain(env)
+            phases["checks"] = time.monotonic()
             outcome.ready_at_end = httpx.get(f"http://127.0.0.1:{port}/readyz").status_code
             outcome.same_server = process.poll() is None and process.pid == pid
-        text = (workdir / "server.log").read_text(errors="replace")
-        outcome.unhandled_errors = text.count("unhandled error")
-        outcome.background_failures = text.count("sealing failed") + text.count(
+        outcome.log = (workdir / "server.log").read_text(errors="replace")
+        outcome.unhandled_errors = outcome.log.count("unhandled error")
+        outcome.background_failures = outcome.log.count("sealing failed") + outcome.log.count(
             "webhook relay step failed"
         )
         outcome.seconds = time.monotonic() - started
+        previous = started
+        for name, at in phases.items():
+            outcome.phases[name], previous = round(at - previous, 1), at
         return outcome
     except BaseException:
         log = workdir / "server.log"
@@ -424,8 +461,11 @@ def main() -> None:
     parser.add_argument("--batch-every", type=int, default=20, help="0: single lots only")
     parser.add_argument("--batch-size", type=int, default=5)
     parser.add_argument("--outage", type=float, default=2.0, help="Seconds the database is down")
+    parser.add_argument("--log", type=Path, help="Write the server's log here")
     args = parser.parse_args()
     outcome = run(args.requests, args.concurrency, args.batch_every, args.batch_size, args.outage)
+    if args.log:
+        args.log.write_text(outcome.log)
     print(outcome.summary())
     for failure in outcome.tally.failed[:20]:
         print("failed:", failure)
