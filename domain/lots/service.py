@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import ColumnElement, Select, false, insert, select, text, true
+from sqlalchemy import ColumnElement, Select, false, func, insert, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -194,11 +194,19 @@ async def list_lots(
 
 
 async def lot_history(session: AsyncSession, actor: Actor, lot_id: uuid.UUID) -> Sequence[Event]:
-    """The lot's events, oldest first. Changes to one lot are serialised by its row lock, so their
-    ids are in commit order."""
+    """The lot's story up to the caller's last part in it (its provenance, as lineage shows it),
+    and after that only the events the caller's own audit trail shows, oldest first: a past
+    holder sees its lot leave, not what the next holder then did with it and with its own lots
+    (a run's payload names every input). Changes to one lot are serialised by its row lock, so
+    their ids are in commit order."""
     await get_lot(session, actor, lot_id)
+    of_lot = col(Event.lot_ids).contains([lot_id])
+    visible = audit.event_visible_to(actor)
+    last_part = select(func.max(col(Event.id))).where(of_lot, visible).scalar_subquery()
     rows = await session.scalars(
-        select(Event).where(col(Event.lot_ids).contains([lot_id])).order_by(col(Event.id))
+        select(Event)
+        .where(of_lot, or_(visible, col(Event.id) <= last_part))
+        .order_by(col(Event.id))
     )
     return rows.all()
 

@@ -695,3 +695,68 @@ async def test_b_webhook_is_sent_nothing_of_a(tenancy: Tenancy) -> None:
         bodies = [event_body(event).decode() for event in queued]
     assert bodies
     assert not [s for s in t.secrets for body in bodies if s in body]
+
+
+async def test_a_past_holder_reads_its_lot_not_what_the_receiver_did_besides(
+    tenancy: Tenancy,
+) -> None:
+    """B sells its lot to A, and A bulks it with its own L3. B, a past holder, still reads the lot,
+    its shipment and where its metal went (lineage); but the lot's history must not open A's run
+    to B (404 for B, as is L3): no event of it there, and nothing of L3."""
+    t = tenancy
+    w = t.world
+    l3 = t.lots["L3"]
+    secrets = set(t.secrets)  # A's answers here name B's lot: not one of A's records
+    async with rolled_back(t):
+        shipped = await t.post(
+            w.b_admin,
+            "/api/v1/shipments",
+            {
+                "from_facility_id": str(w.facility_b),
+                "to_facility_id": t.centre,
+                "lot_ids": [t.b_lot],
+            },
+        )
+        path = f"/api/v1/shipments/{shipped['id']}/receipt"
+        await t.post(w.a_operator, path, {"items": [{"lot_id": t.b_lot, "received_kg": 80}]})
+        run = await t.post(
+            w.a_operator,
+            "/api/v1/transformations",
+            {
+                "facility_id": t.centre,
+                "process": "bulking",
+                "started_at": NOW,
+                "ended_at": "2026-11-20T09:00:00+08:00",
+                "inputs": [{"lot_id": t.b_lot, "kg": 80}, {"lot_id": l3["id"], "kg": 50}],
+                "outputs": [
+                    {
+                        "kind": "scrap",
+                        "metal": "aluminium",
+                        "category": "GB13586-WROUGHT",
+                        "kg": 130,
+                    }
+                ],
+            },
+        )
+        for hidden in (f"/api/v1/transformations/{run['id']}", f"/api/v1/lots/{l3['id']}"):
+            assert (await send(t, Call("GET", hidden), "b_admin")).status_code == 404
+
+        history = await send(t, Call("GET", f"/api/v1/lots/{t.b_lot}/history"), "b_admin")
+        assert history.status_code == 200, history.text
+        assert [e["type"] for e in history.json()] == [
+            "lot.registered",
+            "shipment.dispatched",
+            "shipment.received",
+        ]
+        assert l3["id"] not in history.text and l3["code"] not in history.text
+        fate = await send(
+            t,
+            Call("GET", f"/api/v1/lots/{t.b_lot}/lineage", {"direction": "downstream"}),
+            "b_admin",
+        )
+        assert [lot["lot_id"] for lot in fate.json()["lots"]] == [run["outputs"][0]["id"]]
+        assert l3["id"] not in fate.text and l3["code"] not in fate.text
+        # A, the holder, reads the whole story.
+        own = await send(t, Call("GET", f"/api/v1/lots/{t.b_lot}/history"), "a_viewer")
+        assert [e["type"] for e in own.json()][-1] == "transformation.recorded"
+    t.secrets = secrets
