@@ -110,14 +110,24 @@ def create_app(
             await session.commit()
         stop = asyncio.Event()
         sealer = (
-            asyncio.create_task(
-                worker.sealing(app.state.sessionmaker, app.state.signer, settings, stop)
+            worker.watched(
+                asyncio.create_task(
+                    worker.sealing(app.state.sessionmaker, app.state.signer, settings, stop),
+                    name="sealer",
+                ),
+                stop,
             )
             if settings.sealer_in_api
             else None
         )
         relay = (
-            asyncio.create_task(relaying(app.state.sessionmaker, app.state.vault, settings, stop))
+            worker.watched(
+                asyncio.create_task(
+                    relaying(app.state.sessionmaker, app.state.vault, settings, stop),
+                    name="webhook relay",
+                ),
+                stop,
+            )
             if settings.webhook_relay_in_api
             else None
         )

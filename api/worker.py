@@ -27,6 +27,23 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+def watched(task: asyncio.Task[None], stop: asyncio.Event) -> asyncio.Task[None]:
+    """Log a background loop that ends while the service still runs. The loops retry every
+    failure, so this is a bug; unlogged, it would show only as events no longer sealed (or
+    deliveries no longer sent) until the shutdown awaited the task."""
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if stop.is_set():
+            return
+        error = None if done.cancelled() else done.exception()
+        log.error(
+            "background task %s ended while the service runs", done.get_name(), exc_info=error
+        )
+
+    task.add_done_callback(ended)
+    return task
+
+
 async def seal_once(
     sessionmaker: async_sessionmaker[AsyncSession], signer: Signer, settings: Settings
 ) -> audit.Sealed:

@@ -102,7 +102,8 @@ class Outcome:
     same_server: bool = False
     ready_at_end: int = 0
     unhandled_errors: int = 0
-    background_failures: int = 0
+    background_failures: int = 0  # failed steps of the sealer and the relay (they retry)
+    background_ended: int = 0  # the sealer or the relay gone while the server runs
     sealing_resumed_after: float | None = None  # seconds from the restart to a new sealed event
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds each part of the run took
@@ -133,7 +134,8 @@ class Outcome:
             f"503_after={dict(t.unavailable)} same_server_pid={self.same_server} "
             f"audit_valid={self.verify.get('valid')} events={self.events} "
             f"unhandled_errors={self.unhandled_errors} "
-            f"background_failures_logged={self.background_failures} seconds={self.seconds:.1f} "
+            f"background_failures_logged={self.background_failures} "
+            f"background_tasks_ended={self.background_ended} seconds={self.seconds:.1f} "
             f"phases={self.phases}"
         )
 
@@ -439,6 +441,7 @@ def run(
         outcome.background_failures = outcome.log.count("sealing failed") + outcome.log.count(
             "webhook relay step failed"
         )
+        outcome.background_ended = outcome.log.count("ended while the service runs")
         outcome.seconds = time.monotonic() - started
         previous = started
         for name, at in phases.items():

@@ -35,6 +35,8 @@ def test_acknowledged_writes_survive_database_faults_exactly_once() -> None:
     assert outcome.keys_recorded == tally.acknowledged
 
     # The sealer outlived the outage: it sealed everything, and the chain verifies.
+    assert outcome.background_ended == 0
+    assert outcome.sealing_resumed_after is not None
     assert outcome.verify["valid"] is True
     assert outcome.verify["exit"] == 0
     assert outcome.verify["head_seq"] == outcome.events
