@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.audit import service as audit
 from domain.audit.service import Signer
 from domain.base import utcnow
+from domain.retry import next_backoff
 from integrations import industrial_cloud
 from integrations.settings import Settings
 
@@ -74,7 +75,7 @@ async def sealing(
         except Exception:
             log.warning("sealing failed; retrying in %.1f s", backoff, exc_info=True)
             await _pause(stop, backoff)
-            backoff = min(backoff * 2, 30.0)
+            backoff = next_backoff(backoff)
             continue
         backoff = settings.seal_interval_seconds
         if sealed.count:

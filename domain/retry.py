@@ -1,5 +1,5 @@
 """Reading a receiver's Retry-After (RFC 9110), shared by every sender that retries: webhooks and
-the industrial-cloud report."""
+the industrial-cloud report; and the backoff of the background loops (sealer, webhook relay)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ def parse_retry_after(value: str | None, now: datetime, cap: timedelta) -> timed
     if when.tzinfo is None:
         return None
     return min(max(when - now, timedelta(0)), cap)
+
+
+# A failed attempt of a background loop costs one refused connection, while the wait after it is
+# how long sealing and deliveries lag once the database is back: so the wait stays short.
+BACKOFF_CAP_SECONDS = 5.0
+
+
+def next_backoff(seconds: float) -> float:
+    """The wait after another failure of a background loop: doubled, at most the cap."""
+    return min(seconds * 2, BACKOFF_CAP_SECONDS)

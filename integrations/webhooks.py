@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.audit.models import Event
 from domain.base import utcnow
+from domain.retry import next_backoff
 from domain.webhooks import service as webhooks
 from domain.webhooks.rules import parse_retry_after, public_address, secret_key
 from domain.webhooks.service import Outbound, Outcome, RelayPolicy, SecretVault
@@ -332,7 +333,7 @@ async def relaying(
                         "webhook relay step failed; retrying in %.1f s", backoff, exc_info=True
                     )
                     await _pause(stop, backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = next_backoff(backoff)
                     continue
                 backoff = interval
                 if not backlog:

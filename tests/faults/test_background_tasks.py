@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from api.worker import watched
+from domain.retry import next_backoff
 
 
 async def _broken() -> None:
@@ -44,3 +45,11 @@ async def test_a_loop_that_ends_after_stop_is_not_logged(caplog: pytest.LogCaptu
         await task
         await asyncio.sleep(0)
     assert not [r for r in caplog.records if "ended while the service runs" in r.getMessage()]
+
+
+def test_the_backoff_of_the_loops_doubles_up_to_five_seconds() -> None:
+    # A database back after a long outage is sealed against within five seconds.
+    waits = [0.5]
+    for _ in range(6):
+        waits.append(next_backoff(waits[-1]))
+    assert waits == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
