@@ -98,9 +98,11 @@ class PrincipalCache:
 
 async def current_actor(
     request: Request,
-    session: Session,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
+    # The session straight from the request, not as a dependency: FastAPI solves a dependency's
+    # own dependencies again at every use, even when its value is cached.
+    session: AsyncSession = request.state.session
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send Authorization: Bearer <API key or access token>")
     token = credentials.credentials

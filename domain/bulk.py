@@ -11,10 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def driver(session: AsyncSession) -> Any:
-    """The asyncpg connection of the session's transaction."""
+    """The asyncpg connection of the session's transaction, looked up once per transaction (a
+    registration asks twice, and each lookup is two greenlet hops through SQLAlchemy)."""
+    cached = session.info.get(_DRIVER)
+    if cached is not None and cached[0] is session.sync_session.get_transaction():
+        return cached[1]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), raw.driver_connection)
     return raw.driver_connection
+
+
+_DRIVER = "scrapflow.driver"  # session.info key: (the root transaction, its asyncpg connection)
 
 
 async def copy_rows(

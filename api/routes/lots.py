@@ -30,7 +30,7 @@ from api.schemas.lots import (
     SplitOut,
 )
 from api.schemas.transformations import LineageFacility, LineageLot, LineageOut
-from api.uow import Idempotent
+from api.uow import Idempotent, IdempotentActor
 from domain.actor import Role
 from domain.lots import service as lots
 from domain.lots.rules import LotStatus, Metal, Origin
@@ -75,12 +75,11 @@ def _vault(request: Request) -> SellerVault:
     "/lots",
     status_code=201,
     response_model=LotOut,
-    dependencies=[Idempotent],
     responses=WRITE,
     summary="Register a purchased lot at a collection point of the caller's enterprise",
 )
 async def register_lot(
-    body: LotCreate, request: Request, session: Session, actor: CurrentActor
+    body: LotCreate, request: Request, session: Session, actor: IdempotentActor
 ) -> Response:
     lot = await lots.register_lot(session, actor, _vault(request), _registration(body))
     headers = {"Location": f"/api/v1/lots/{lot.id}", "ETag": etag(lot.version)}
@@ -126,7 +125,6 @@ def _read_batch(
     "/lots/batch",
     status_code=201,
     response_model=LotBatchOut,
-    dependencies=[Idempotent],
     responses=WRITE,
     summary="Register up to 5,000 lots (SCRAPFLOW_MAX_BATCH_ITEMS), all or nothing; errors point"
     " at /lots/{index}/field",
@@ -139,7 +137,7 @@ def _read_batch(
         }
     },
 )
-async def register_batch(request: Request, session: Session, actor: CurrentActor) -> Response:
+async def register_batch(request: Request, session: Session, actor: IdempotentActor) -> Response:
     # The body is read here rather than declared: pydantic-core parses the JSON bytes directly
     # (a 5,000-lot body is 1.7 MB), and a bad batch still names every bad item.
     maximum = request.app.state.settings.max_batch_items

@@ -19,6 +19,7 @@ from domain.lots.rules import (
     LotStatus,
     Metal,
 )
+from domain.lots.service import NewLot
 from domain.mass import g_to_kg
 
 ConformityStandard = Literal["GB/T 38470", "GB/T 38471", "GB/T 38472", "GB/T 40382", "GB/T 40386"]
@@ -152,7 +153,7 @@ class LotOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, lot: Lot) -> LotOut:
+    def of(cls, lot: Lot | NewLot) -> LotOut:
         return cls(
             id=lot.id,
             code=lot.code,

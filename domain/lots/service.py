@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -370,21 +370,59 @@ class Registered:
 
 
 COPY_FROM = 20  # lots per request from which COPY beats a multi-row insert
-LOT_COLUMNS = (
-    "id", "code", "kind", "metal", "category", "net_g", "post_consumer_g", "pre_consumer_g",
-    "primary_g", "consumer_class", "channel", "origin", "import_country",
-    "customs_declaration_no", "conformity_standard", "collected_at", "registered_facility_id",
-    "holder_facility_id", "holder_enterprise_id", "status", "version", "enterprise_ids",
-    "region_prefixes", "facility_ids", "seller_kind", "seller_name_masked", "seller_id_masked",
-    "seller_sealed", "registered_at", "updated_at",
-)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class NewLot:
+    """A lot as registration writes it, its fields in `LOT_COLUMNS` order. The single-lot path
+    answers with this rather than an ORM `Lot`: building an instrumented instance cost more than
+    the rest of the response."""
+
+    id: uuid.UUID
+    code: str
+    kind: str
+    metal: str
+    category: str
+    net_g: int
+    post_consumer_g: int
+    pre_consumer_g: int
+    primary_g: int
+    consumer_class: str
+    channel: str
+    origin: str
+    import_country: str | None
+    customs_declaration_no: str | None
+    conformity_standard: str | None
+    collected_at: datetime
+    registered_facility_id: uuid.UUID
+    holder_facility_id: uuid.UUID
+    holder_enterprise_id: uuid.UUID
+    status: str
+    version: int
+    enterprise_ids: list[uuid.UUID]
+    region_prefixes: list[str]
+    facility_ids: list[uuid.UUID]
+    seller_kind: str | None
+    seller_name_masked: str | None
+    seller_id_masked: str | None
+    seller_sealed: bytes | None
+    registered_at: datetime
+    updated_at: datetime
+    # Never set at registration (a scrap lot has no product form and no parent).
+    product_form: None = None
+    parent_lot_id: None = None
+
+
+LOT_COLUMNS = tuple(
+    f.name for f in fields(NewLot) if f.name not in ("product_form", "parent_lot_id")
+)
 
 
 async def register_lot(
     session: AsyncSession, actor: Actor, vault: SellerVault, item: Registration
-) -> Lot:
+) -> NewLot:
     (row,) = await _register(session, actor, vault, [item], batch=False)
-    return Lot(**row)
+    return NewLot(**row)
 
 
 async def register_batch(
