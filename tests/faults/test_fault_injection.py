@@ -10,12 +10,12 @@ from tests.faults.run import run
 
 @pytest.mark.e2e
 def test_acknowledged_writes_survive_database_faults_exactly_once() -> None:
-    outcome = run(requests=1200, concurrency=32)
+    outcome = run(requests=1000, concurrency=32)
     print(outcome.summary())
     tally = outcome.tally
 
     assert tally.failed == []
-    assert tally.acknowledged == tally.sent == 1200
+    assert tally.acknowledged == tally.sent == 1000
     assert len(tally.faults) == 4  # the kill, the restart, two rounds of terminations
     # The faults were felt: requests failed with 503 and were retried; some first attempts
     # committed while their answer was lost, and their retry got the original answer.
