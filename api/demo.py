@@ -837,7 +837,7 @@ class Demo:
     ) -> None:
         km = distance_km(source.region, target.region)
         molten = any(h.form is ProductForm.molten for h in load)
-        shipment = await shipments.dispatch(
+        manifest = await shipments.dispatch(
             session,
             source.actor,
             shipments.Dispatch(
@@ -847,7 +847,7 @@ class Demo:
                 **self._vehicle(source, km, molten),
             ),
         )
-        self.pending[leg].append(Trip(shipment.id, source, target, load))
+        self.pending[leg].append(Trip(manifest.shipment.id, source, target, load))
         self.stats[f"shipments.{leg}"] += 1
 
     def _loads(self, held: list[Held], max_g: int, max_lots: int) -> list[list[Held]]:

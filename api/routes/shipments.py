@@ -23,8 +23,14 @@ WRITE = responses(401, 403, 404, 409, 422)
 
 
 async def _answer(session: Session, shipment: Shipment, response: Response) -> ShipmentOut:
-    response.headers["ETag"] = etag(shipment.version)
-    return ShipmentOut.of(shipment, await shipments.shipment_items(session, shipment.id))
+    return _manifest(
+        shipments.Manifest(shipment, await shipments.shipment_lines(session, shipment.id)), response
+    )
+
+
+def _manifest(manifest: shipments.Manifest, response: Response) -> ShipmentOut:
+    response.headers["ETag"] = etag(manifest.shipment.version)
+    return ShipmentOut.of(manifest.shipment, manifest.lines)
 
 
 @router.post(
@@ -38,11 +44,11 @@ async def _answer(session: Session, shipment: Shipment, response: Response) -> S
 async def dispatch(
     body: ShipmentCreate, session: Session, actor: CurrentActor, response: Response
 ) -> ShipmentOut:
-    shipment = await shipments.dispatch(
+    manifest = await shipments.dispatch(
         session, actor, shipments.Dispatch(**body.model_dump(mode="python"))
     )
-    response.headers["Location"] = f"/api/v1/shipments/{shipment.id}"
-    return await _answer(session, shipment, response)
+    response.headers["Location"] = f"/api/v1/shipments/{manifest.shipment.id}"
+    return _manifest(manifest, response)
 
 
 @router.get(
@@ -118,8 +124,8 @@ async def receive(
         ],
     )
     tolerances: dict[str, Decimal] = request.app.state.settings.discrepancy_tolerance
-    shipment = await shipments.receive(session, actor, shipment_id, receipt, tolerances)
-    return await _answer(session, shipment, response)
+    manifest = await shipments.receive(session, actor, shipment_id, receipt, tolerances)
+    return _manifest(manifest, response)
 
 
 @router.post(

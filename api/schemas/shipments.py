@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -10,10 +11,10 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas.common import JsonNumber, Kilograms, KilogramsOut, Reason, Strict
-from domain.lots.models import Lot
 from domain.mass import g_to_kg
-from domain.shipments.models import Discrepancy, Shipment, ShipmentItem
+from domain.shipments.models import Discrepancy, Shipment
 from domain.shipments.rules import DiscrepancyStatus, ShipmentStatus, VehicleEnergy
+from domain.shipments.service import Line
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -121,28 +122,26 @@ class ShipmentOut(BaseModel):
     )
 
     @classmethod
-    def of(
-        cls, shipment: Shipment, items: list[tuple[ShipmentItem, Lot]] | None = None
-    ) -> ShipmentOut:
+    def of(cls, shipment: Shipment, lines: Sequence[Line] | None = None) -> ShipmentOut:
         return cls(
             **shipment.model_dump(exclude={"dispatched_g", "from_region", "to_region"}),
             dispatched_kg=g_to_kg(shipment.dispatched_g),
             items=None
-            if items is None
+            if lines is None
             else [
                 ShipmentItemOut(
-                    lot_id=item.lot_id,
-                    lot_code=lot.code,
-                    metal=lot.metal,
-                    category=lot.category,
-                    dispatched_kg=g_to_kg(item.dispatched_g),
-                    received_kg=_kg(item.received_g),
-                    refused_kg=_kg(item.refused_g),
-                    difference_kg=_kg(item.difference_g),
-                    refusal_reason=item.refusal_reason,
-                    refused_lot_id=item.refused_lot_id,
+                    lot_id=line.lot_id,
+                    lot_code=line.code,
+                    metal=line.metal,
+                    category=line.category,
+                    dispatched_kg=g_to_kg(line.dispatched_g),
+                    received_kg=_kg(line.received_g),
+                    refused_kg=_kg(line.refused_g),
+                    difference_kg=_kg(line.difference_g),
+                    refusal_reason=line.refusal_reason,
+                    refused_lot_id=line.refused_lot_id,
                 )
-                for item, lot in items
+                for line in lines
             ],
         )
 

@@ -18,18 +18,16 @@ from sqlmodel import col
 
 from domain.actor import Actor, Role
 from domain.audit import service as audit
-from domain.base import utcnow
+from domain.base import metadata, utcnow
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from domain.lots.models import Lot, LotSource
+from domain.ids import new_id
+from domain.lots.models import Lot
 from domain.lots.rules import MOVABLE, Composition, LotStatus, Metal
 from domain.lots.service import (
     CLOCK_SKEW,
     FacilitySuspended,
     LotNotAvailable,
     Problems,
-    child_of,
-    composition_of,
-    derived_from,
     next_codes,
     region_prefixes,
     require_operator,
@@ -38,6 +36,7 @@ from domain.pagination import Page, keyset_page
 from domain.registry.models import Enterprise, Facility
 from domain.registry.rules import Status
 from domain.registry.service import EnterpriseSuspended
+from domain.shipments import sql
 from domain.shipments.models import Discrepancy, Shipment, ShipmentItem
 from domain.shipments.rules import (
     DEFAULT_TOLERANCE,
@@ -137,22 +136,59 @@ async def get_shipment(
     session: AsyncSession, actor: Actor, shipment_id: uuid.UUID, *, lock: bool = False
 ) -> Shipment:
     query = select(Shipment).where(col(Shipment.id) == shipment_id, shipment_visible_to(actor))
-    shipment = await session.scalar(query.with_for_update() if lock else query)
+    if lock:  # what the session may hold of it is refreshed under the lock
+        query = query.with_for_update().execution_options(populate_existing=True)
+    shipment = await session.scalar(query)
     if shipment is None:
         raise NotFound(f"shipment {shipment_id} not found")
     return shipment
 
 
-async def shipment_items(
-    session: AsyncSession, shipment_id: uuid.UUID
-) -> list[tuple[ShipmentItem, Lot]]:
-    rows = await session.execute(
-        select(ShipmentItem, Lot)
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One lot of a shipment: what was dispatched and, once received, what arrived."""
+
+    lot_id: uuid.UUID
+    code: str  # the lot's
+    metal: str
+    category: str | None
+    dispatched_g: int
+    received_g: int | None = None
+    refused_g: int | None = None
+    difference_g: int | None = None
+    refusal_reason: str | None = None
+    refused_lot_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A shipment with its lots in id order, as a dispatch or receipt leaves it: the answer
+    needs no read-back."""
+
+    shipment: Shipment
+    lines: list[Line]
+
+
+async def shipment_lines(session: AsyncSession, shipment_id: uuid.UUID) -> list[Line]:
+    query = (
+        select(
+            col(ShipmentItem.lot_id),
+            col(Lot.code),
+            col(Lot.metal),
+            col(Lot.category),
+            col(ShipmentItem.dispatched_g),
+            col(ShipmentItem.received_g),
+            col(ShipmentItem.refused_g),
+            col(ShipmentItem.difference_g),
+            col(ShipmentItem.refusal_reason),
+            col(ShipmentItem.refused_lot_id),
+        )
         .join(Lot, col(Lot.id) == col(ShipmentItem.lot_id))
         .where(col(ShipmentItem.shipment_id) == shipment_id)
         .order_by(col(Lot.id))
     )
-    return [(item, lot) for item, lot in rows]
+    rows = await session.execute(query)
+    return [Line(**row._mapping) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +232,25 @@ async def list_shipments(
 # --- who may act ------------------------------------------------------------------------------
 
 
-async def _active_party(session: AsyncSession, facility: Facility, what: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A facility at one end of a shipment, with its enterprise's standing."""
+
+    facility_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    name: str
+    region_code: str
+    status: str
+    enterprise_name: str
+    enterprise_status: str
+
+
+def _active_party(party: Party, what: str) -> None:
     """Suspended enterprises and facilities can neither dispatch nor receive."""
-    enterprise = await session.get_one(Enterprise, facility.enterprise_id)
-    if enterprise.status != Status.active:
-        raise EnterpriseSuspended(f"the {what} enterprise {enterprise.name} is suspended")
-    if facility.status != Status.active:
-        raise FacilitySuspended(f"the {what} facility {facility.name} is suspended")
+    if party.enterprise_status != Status.active:
+        raise EnterpriseSuspended(f"the {what} enterprise {party.enterprise_name} is suspended")
+    if party.status != Status.active:
+        raise FacilitySuspended(f"the {what} facility {party.name} is suspended")
 
 
 def _require_party(actor: Actor, enterprise_id: uuid.UUID, what: str) -> None:
@@ -211,12 +259,31 @@ def _require_party(actor: Actor, enterprise_id: uuid.UUID, what: str) -> None:
         raise Forbidden(f"only the {what} may do this")
 
 
+_PARTIES = select(
+    col(Facility.id),
+    col(Facility.enterprise_id),
+    col(Facility.name),
+    col(Facility.region_code),
+    col(Facility.status),
+    col(Enterprise.name),
+    col(Enterprise.status),
+).join(Enterprise, col(Enterprise.id) == col(Facility.enterprise_id))
+
+
+async def _parties(session: AsyncSession, facility_ids: list[uuid.UUID]) -> dict[uuid.UUID, Party]:
+    # Through the session, not the driver: this first statement begins the transaction that the
+    # driver's statements after it join.
+    rows = await session.execute(_PARTIES.where(col(Facility.id).in_(facility_ids)))
+    return {row[0]: Party(*row) for row in rows}
+
+
 async def _lock_lots(session: AsyncSession, lot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Lot]:
     rows = await session.scalars(
         select(Lot)
         .where(col(Lot.id).in_(lot_ids))
         .order_by(col(Lot.id))
         .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     )
     return {lot.id: lot for lot in rows}
 
@@ -224,7 +291,7 @@ async def _lock_lots(session: AsyncSession, lot_ids: Sequence[uuid.UUID]) -> dic
 # --- dispatch ---------------------------------------------------------------------------------
 
 
-async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Shipment:
+async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Manifest:
     problems = Problems()
     seen: set[uuid.UUID] = set()
     for index, lot_id in enumerate(order.lot_ids):
@@ -235,22 +302,23 @@ async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Ship
         problems.add("/to_facility_id", "a shipment goes to another facility")
     problems.raise_if_any()
 
-    source = await session.get(Facility, order.from_facility_id)
+    parties = await _parties(session, [order.from_facility_id, order.to_facility_id])
+    source = parties.get(order.from_facility_id)
     if source is None or (
         not actor.is_platform_admin and source.enterprise_id != actor.enterprise_id
     ):
         raise NotFound(f"facility {order.from_facility_id} not found")
     _require_party(actor, source.enterprise_id, "sender")
-    await _active_party(session, source, "sending")
-    target = await session.get(Facility, order.to_facility_id)
+    _active_party(source, "sending")
+    target = parties.get(order.to_facility_id)
     if target is None:
         raise UnknownFacility(
             f"facility {order.to_facility_id} does not exist",
             errors=[{"pointer": "/to_facility_id", "detail": "unknown facility"}],
         )
-    await _active_party(session, target, "receiving")
+    _active_party(target, "receiving")
 
-    lots = await _lock_lots(session, order.lot_ids)
+    lots = await sql.lock_lots(session, order.lot_ids)
     for index, lot_id in enumerate(order.lot_ids):
         lot = lots.get(lot_id)
         if lot is None or (
@@ -260,57 +328,40 @@ async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Ship
                 f"lot {lot_id} not found",
                 errors=[{"pointer": f"/lot_ids/{index}", "detail": "not found"}],
             )
-        if lot.status not in MOVABLE or lot.holder_facility_id != source.id:
+        if lot.status not in MOVABLE or lot.holder_facility_id != source.facility_id:
             raise LotNotAvailable(
                 f"lot {lot.code} is {lot.status} at {lot.holder_facility_id}; "
                 "only a lot at rest at the sending facility can be dispatched",
                 errors=[{"pointer": f"/lot_ids/{index}", "detail": f"lot is {lot.status}"}],
             )
 
-    now = utcnow()
     shipment = Shipment(
-        from_facility_id=source.id,
-        to_facility_id=target.id,
+        from_facility_id=source.facility_id,
+        to_facility_id=target.facility_id,
         sender_enterprise_id=source.enterprise_id,
         receiver_enterprise_id=target.enterprise_id,
         from_region=source.region_code,
         to_region=target.region_code,
+        status=ShipmentStatus.dispatched.value,
         carrier=order.carrier,
         vehicle_plate=order.vehicle_plate,
         vehicle_energy=order.vehicle_energy,
         emission_standard=order.emission_standard,
         distance_km=order.distance_km,
-        dispatched_g=sum(lots[i].net_g for i in order.lot_ids),
-        dispatched_at=now,
+        dispatched_g=sum(lot.net_g for lot in lots.values()),
+        dispatched_at=utcnow(),
     )
-    session.add(shipment)
-    for lot_id in order.lot_ids:
-        lot = lots[lot_id]
-        session.add(
-            ShipmentItem(
-                shipment_id=shipment.id,
-                lot_id=lot.id,
-                status_before=lot.status,
-                dispatched_g=lot.net_g,
-            )
-        )
-        lot.status = LotStatus.in_transit.value
-        lot.version += 1
-        lot.updated_at = now
-    await session.flush()
-    await audit.record(
-        session,
-        actor,
-        "shipment.dispatched",
+    dispatched = audit.Change(
+        type="shipment.dispatched",
         subject_type="shipment",
         subject_id=shipment.id,
         enterprise_ids=[shipment.sender_enterprise_id, shipment.receiver_enterprise_id],
-        facility_ids=[source.id, target.id],
+        facility_ids=[source.facility_id, target.facility_id],
         region_codes=[source.region_code, target.region_code],
         lot_ids=list(order.lot_ids),
         payload={
-            "from_facility_id": source.id,
-            "to_facility_id": target.id,
+            "from_facility_id": source.facility_id,
+            "to_facility_id": target.facility_id,
             "lots": [
                 {"id": i, "code": lots[i].code, "net_g": lots[i].net_g} for i in order.lot_ids
             ],
@@ -321,7 +372,9 @@ async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Ship
             "distance_km": order.distance_km,
         },
     )
-    return shipment
+    await sql.write_dispatch(session, actor, shipment, list(lots.values()), dispatched)
+    lines = [Line(lot.id, lot.code, lot.metal, lot.category, lot.net_g) for lot in lots.values()]
+    return Manifest(shipment, lines)
 
 
 # --- receipt ----------------------------------------------------------------------------------
@@ -359,20 +412,75 @@ def _check_lines(receipt: Receipt, on_board: set[uuid.UUID]) -> None:
     problems.raise_if_any()
 
 
+_shipment = metadata.tables["shipment"]
+_target = metadata.tables["facility"].alias("target")
+_receiver = metadata.tables["enterprise"].alias("receiver")
+_source = metadata.tables["facility"].alias("source")
+_IN_TRANSIT = (
+    select(
+        _shipment,
+        _target.c.name.label("target_name"),
+        _target.c.region_code.label("target_region"),
+        _target.c.status.label("target_status"),
+        _receiver.c.name.label("receiver_name"),
+        _receiver.c.status.label("receiver_status"),
+        _source.c.enterprise_id.label("source_enterprise_id"),
+        _source.c.region_code.label("source_region"),
+    )
+    .join(_target, _target.c.id == _shipment.c.to_facility_id)
+    .join(_receiver, _receiver.c.id == _target.c.enterprise_id)
+    .join(_source, _source.c.id == _shipment.c.from_facility_id)
+    .with_for_update(of=_shipment)
+)
+
+
+async def _lock_shipment(
+    session: AsyncSession, actor: Actor, shipment_id: uuid.UUID
+) -> tuple[Shipment, Party, Party]:
+    """The shipment, locked, with its receiving and sending parties (the sender's standing is
+    not read: a receipt does not need it). Through the session: it begins the transaction."""
+    row = (
+        await session.execute(
+            _IN_TRANSIT.where(_shipment.c.id == shipment_id, shipment_visible_to(actor))
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"shipment {shipment_id} not found")
+    found = row._mapping
+    shipment = Shipment(**{column.name: found[column.name] for column in _shipment.c})
+    target = Party(
+        shipment.to_facility_id,
+        shipment.receiver_enterprise_id,
+        found["target_name"],
+        found["target_region"],
+        found["target_status"],
+        found["receiver_name"],
+        found["receiver_status"],
+    )
+    source = Party(
+        shipment.from_facility_id,
+        found["source_enterprise_id"],
+        "",
+        found["source_region"],
+        "",
+        "",
+        "",
+    )
+    return shipment, target, source
+
+
 async def receive(
     session: AsyncSession,
     actor: Actor,
     shipment_id: uuid.UUID,
     receipt: Receipt,
     tolerances: Mapping[str, Decimal],
-) -> Shipment:
-    shipment = await get_shipment(session, actor, shipment_id, lock=True)
+) -> Manifest:
+    shipment, target, source = await _lock_shipment(session, actor, shipment_id)
     _require_party(actor, shipment.receiver_enterprise_id, "receiver")
     if shipment.status != ShipmentStatus.dispatched:
         raise ShipmentNotReceivable(f"shipment {shipment.id} is {shipment.status}")
-    target = await session.get_one(Facility, shipment.to_facility_id)
-    source = await session.get_one(Facility, shipment.from_facility_id)
-    await _active_party(session, target, "receiving")
+    _active_party(target, "receiving")
     now = utcnow()
     received_at = receipt.received_at or now
     if received_at > now + CLOCK_SKEW or (
@@ -382,8 +490,9 @@ async def receive(
             "received_at must lie between the dispatch and now",
             errors=[{"pointer": "/received_at", "detail": "outside the transit window"}],
         )
-    items = {item.lot_id: item for item, _ in await shipment_items(session, shipment.id)}
-    ticket = await weighbridge.ticket_for_receipt(session, target.id, receipt.weighbridge_ticket_no)
+    ticket = await weighbridge.ticket_for_receipt(
+        session, target.facility_id, receipt.weighbridge_ticket_no
+    )
     if ticket is not None:
         masses = weighbridge.weigh(ticket, [line.received_g for line in receipt.lines])
         receipt = replace(
@@ -392,81 +501,106 @@ async def receive(
                 replace(line, received_g=g) for line, g in zip(receipt.lines, masses, strict=True)
             ],
         )
-    _check_lines(receipt, set(items))
-    lots = await _lock_lots(session, list(items))
+    arriving = {lot.id: lot for lot in await sql.lock_arriving(session, shipment.id)}
+    _check_lines(receipt, set(arriving))
 
-    settlements = []
-    refused_children: list[tuple[Lot, Lot]] = []
-    lineage: list[LotSource] = []
-    discrepancies: list[Discrepancy] = []
     lines = {line.lot_id: line for line in receipt.lines}
     codes = iter(
         await next_codes(
             session,
             [
-                Metal(lots[i].metal)
+                Metal(arriving[i].metal)
                 for i, line in lines.items()
                 if 0 < line.refused_g < (line.received_g or 0)
             ],
         )
     )
+    rows = sql.ReceiptRows([], [], [], [], [])
+    settlements = []
+    answered: dict[uuid.UUID, Line] = {}
+    opened: list[dict[str, Any]] = []
+    returned: list[uuid.UUID] = []
     for lot_id, line in lines.items():
-        lot, item = lots[lot_id], items[lot_id]
+        lot = arriving[lot_id]
         assert line.received_g is not None  # _check_lines refused the rest
-        settlement = settle(
-            composition_of(lot),
-            line.received_g,
-            line.refused_g,
-        )
+        settlement = settle(lot.composition, line.received_g, line.refused_g)
         settlements.append(settlement)
-        _touch(lot, target)
+        seen_by = _touched(lot, target)
+        refused_lot_id = None
         if settlement.accepted is not None:
-            _set_mass(lot, settlement.accepted)
-            lot.holder_facility_id, lot.holder_enterprise_id = target.id, target.enterprise_id
-            lot.status = LotStatus.active.value
+            rows.lots.append(
+                _settled(lot, settlement.accepted, LotStatus.active, target, seen_by, now)
+            )
             if settlement.refused is not None:
-                child = child_of(
-                    lot, next(codes), settlement.refused, status=LotStatus.refused, holder=source
+                refused_lot_id = new_id()
+                rows.returned.append(
+                    {
+                        **_mass(settlement.refused),
+                        **seen_by,
+                        "id": refused_lot_id,
+                        "code": next(codes),
+                        "status": LotStatus.refused.value,
+                        "version": 1,
+                        "parent_lot_id": lot.id,
+                        "holder_facility_id": source.facility_id,
+                        "holder_enterprise_id": source.enterprise_id,
+                    }
                 )
-                refused_children.append((lot, child))
-                item.refused_lot_id = child.id
-                lineage.append(derived_from(lot, child, "refusal"))
+                refused_g = settlement.refused.total_g
+                rows.lineage.append(
+                    {"lot_id": refused_lot_id, "source_lot_id": lot.id, "grams": refused_g,
+                     "of_g": refused_g, "via": "refusal"}
+                )  # fmt: skip
+                returned.append(refused_lot_id)
         else:
             assert settlement.refused is not None
-            _set_mass(lot, settlement.refused)
-            lot.status = LotStatus.refused.value  # back with the sender until shipped again
-        lot.version += 1
-        lot.updated_at = now
-        item.received_g, item.refused_g = line.received_g, line.refused_g
-        item.difference_g = settlement.difference_g
-        item.refusal_reason = line.refusal_reason
-        allowed = tolerance_g(item.dispatched_g, tolerances.get(lot.metal, DEFAULT_TOLERANCE))
-        if abs(settlement.difference_g) > allowed:
-            discrepancies.append(
-                Discrepancy(
-                    shipment_id=shipment.id,
-                    lot_id=lot.id,
-                    sender_enterprise_id=shipment.sender_enterprise_id,
-                    receiver_enterprise_id=shipment.receiver_enterprise_id,
-                    from_region=shipment.from_region,
-                    to_region=shipment.to_region,
-                    metal=lot.metal,
-                    dispatched_g=item.dispatched_g,
-                    received_g=line.received_g,
-                    difference_g=settlement.difference_g,
-                    tolerance_g=allowed,
-                )
+            # back with the sender until shipped again
+            rows.lots.append(
+                _settled(lot, settlement.refused, LotStatus.refused, None, seen_by, now)
             )
-    session.add_all([child for _, child in refused_children])
-    session.add_all(lineage)
-    session.add_all(discrepancies)
+        line_out = Line(
+            lot.id,
+            lot.code,
+            lot.metal,
+            lot.category,
+            lot.dispatched_g,
+            line.received_g,
+            line.refused_g,
+            settlement.difference_g,
+            line.refusal_reason,
+            refused_lot_id,
+        )
+        answered[lot.id] = line_out
+        rows.items.append(
+            {"lot_id": lot.id, "received_g": line.received_g, "refused_g": line.refused_g,
+             "difference_g": settlement.difference_g, "refusal_reason": line.refusal_reason,
+             "refused_lot_id": refused_lot_id}
+        )  # fmt: skip
+        allowed = tolerance_g(lot.dispatched_g, tolerances.get(lot.metal, DEFAULT_TOLERANCE))
+        if abs(settlement.difference_g) > allowed:
+            opened.append(
+                {
+                    "id": new_id(),
+                    "shipment_id": shipment.id,
+                    "lot_id": lot.id,
+                    "sender_enterprise_id": shipment.sender_enterprise_id,
+                    "receiver_enterprise_id": shipment.receiver_enterprise_id,
+                    "from_region": shipment.from_region,
+                    "to_region": shipment.to_region,
+                    "metal": lot.metal,
+                    "dispatched_g": lot.dispatched_g,
+                    "received_g": line.received_g,
+                    "difference_g": settlement.difference_g,
+                    "tolerance_g": allowed,
+                    "status": DiscrepancyStatus.open.value,
+                    "version": 1,
+                }
+            )
+    rows.discrepancies = opened
     shipment.status = outcome(settlements).value
     shipment.received_at = received_at
     shipment.weighbridge_ticket_no = receipt.weighbridge_ticket_no
     shipment.version += 1
-    if ticket is not None:
-        weighbridge.use_ticket(ticket, shipment.id)
-    await session.flush()
 
     def change(
         type: str, subject_id: uuid.UUID, lot_ids: list[uuid.UUID], payload: dict[str, Any]
@@ -478,14 +612,14 @@ async def receive(
             lot_ids=lot_ids,
             payload=payload,
             enterprise_ids=[shipment.sender_enterprise_id, shipment.receiver_enterprise_id],
-            facility_ids=[source.id, target.id],
+            facility_ids=[source.facility_id, target.facility_id],
             region_codes=[source.region_code, target.region_code],
         )
 
     received = change(
         "shipment.received",
         shipment.id,
-        [*lines, *(child.id for _, child in refused_children)],
+        [*lines, *returned],
         {
             "status": shipment.status,
             "received_at": received_at,
@@ -494,50 +628,79 @@ async def receive(
             "items": [
                 {
                     "lot_id": i,
-                    "dispatched_g": items[i].dispatched_g,
-                    "received_g": items[i].received_g,
-                    "refused_g": items[i].refused_g,
-                    "difference_g": items[i].difference_g,
-                    "refusal_reason": items[i].refusal_reason,
-                    "refused_lot_id": items[i].refused_lot_id,
+                    "dispatched_g": answered[i].dispatched_g,
+                    "received_g": answered[i].received_g,
+                    "refused_g": answered[i].refused_g,
+                    "difference_g": answered[i].difference_g,
+                    "refusal_reason": answered[i].refusal_reason,
+                    "refused_lot_id": answered[i].refused_lot_id,
                 }
                 for i in lines
             ],
         },
     )
-    opened = [
+    discrepancies = [
         change(
             "discrepancy.opened",
-            d.id,
-            [d.lot_id],
+            d["id"],
+            [d["lot_id"]],
             {
-                "shipment_id": d.shipment_id,
-                "dispatched_g": d.dispatched_g,
-                "received_g": d.received_g,
-                "difference_g": d.difference_g,
-                "tolerance_g": d.tolerance_g,
+                "shipment_id": d["shipment_id"],
+                "dispatched_g": d["dispatched_g"],
+                "received_g": d["received_g"],
+                "difference_g": d["difference_g"],
+                "tolerance_g": d["tolerance_g"],
             },
         )
-        for d in discrepancies
+        for d in opened
     ]
-    await audit.record_many(session, actor, [received, *opened])
-    return shipment
+    await sql.write_receipt(session, actor, shipment, rows, [received, *discrepancies])
+    if ticket is not None:
+        weighbridge.use_ticket(ticket, shipment.id)
+        await session.flush()
+    return Manifest(shipment, [answered[lot_id] for lot_id in arriving])
 
 
-def _set_mass(lot: Lot, composition: Composition) -> None:
-    lot.net_g = composition.total_g
-    lot.post_consumer_g = composition.post_consumer_g
-    lot.pre_consumer_g = composition.pre_consumer_g
-    lot.primary_g = composition.primary_g
+def _mass(composition: Composition) -> dict[str, int]:
+    return {
+        "net_g": composition.total_g,
+        "post_consumer_g": composition.post_consumer_g,
+        "pre_consumer_g": composition.pre_consumer_g,
+        "primary_g": composition.primary_g,
+    }
 
 
-def _touch(lot: Lot, facility: Facility) -> None:
+def _touched(lot: sql.ArrivingLot, facility: Party) -> dict[str, list[Any]]:
     """The receiving facility has touched the lot: its enterprise and authorities may see it."""
-    lot.enterprise_ids = list(dict.fromkeys([*lot.enterprise_ids, facility.enterprise_id]))
-    lot.region_prefixes = list(
-        dict.fromkeys([*lot.region_prefixes, *region_prefixes(facility.region_code)])
-    )
-    lot.facility_ids = list(dict.fromkeys([*lot.facility_ids, facility.id]))
+    return {
+        "enterprise_ids": list(dict.fromkeys([*lot.enterprise_ids, facility.enterprise_id])),
+        "region_prefixes": list(
+            dict.fromkeys([*lot.region_prefixes, *region_prefixes(facility.region_code)])
+        ),
+        "facility_ids": list(dict.fromkeys([*lot.facility_ids, facility.facility_id])),
+    }
+
+
+def _settled(
+    lot: sql.ArrivingLot,
+    mass: Composition,
+    status: LotStatus,
+    holder: Party | None,
+    seen_by: dict[str, list[Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """A weighed lot's new row: its mass, state and holder (None: it stays where it was)."""
+    return {
+        **_mass(mass),
+        **seen_by,
+        "id": lot.id,
+        "status": status.value,
+        "holder_facility_id": lot.holder_facility_id if holder is None else holder.facility_id,
+        "holder_enterprise_id": (
+            lot.holder_enterprise_id if holder is None else holder.enterprise_id
+        ),
+        "updated_at": now,
+    }
 
 
 # --- cancel -----------------------------------------------------------------------------------
@@ -553,11 +716,16 @@ async def cancel(
         raise ShipmentNotReceivable(
             f"shipment {shipment.id} is {shipment.status}; only one in transit can be cancelled"
         )
-    items = {item.lot_id: item for item, _ in await shipment_items(session, shipment.id)}
-    lots = await _lock_lots(session, list(items))
+    rows = await session.execute(
+        select(col(ShipmentItem.lot_id), col(ShipmentItem.status_before)).where(
+            col(ShipmentItem.shipment_id) == shipment.id
+        )
+    )
+    before: dict[uuid.UUID, str] = {lot_id: status for lot_id, status in rows}
+    lots = await _lock_lots(session, list(before))
     now = utcnow()
     for lot_id, lot in lots.items():
-        lot.status = items[lot_id].status_before
+        lot.status = before[lot_id]
         lot.version += 1
         lot.updated_at = now
     shipment.status = ShipmentStatus.cancelled.value
@@ -574,7 +742,7 @@ async def cancel(
         enterprise_ids=[shipment.sender_enterprise_id, shipment.receiver_enterprise_id],
         facility_ids=[shipment.from_facility_id, shipment.to_facility_id],
         region_codes=[shipment.from_region, shipment.to_region],
-        lot_ids=list(items),
+        lot_ids=list(before),
         payload={"reason": reason},
     )
     return shipment
