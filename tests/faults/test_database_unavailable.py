@@ -29,15 +29,18 @@ def _unavailable(response: httpx.Response) -> None:
     assert response.json()["code"] == "database_unavailable"
 
 
-async def test_a_terminated_pooled_connection_fails_one_request_then_the_pool_reconnects(
+async def test_dead_pooled_connections_fail_one_request_then_the_pool_reconnects(
     live: Live, database_url: str
 ) -> None:
-    # The pool holds one idle connection (the world was built on it): terminate its backend.
-    async with live.engine.connect() as conn:
-        pid = await conn.scalar(select(func.pg_backend_pid()))
-    assert live.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
-    assert pid is not None
-    await _terminate(database_url, pid)
+    # Two idle connections in the pool, both terminated: the first request finds its connection
+    # dead (503) and invalidates the pool, so the second gets a new connection, not the other
+    # dead one (integrations/database.py: no pre-ping).
+    async with live.engine.connect() as first, live.engine.connect() as second:
+        pids = [await c.scalar(select(func.pg_backend_pid())) for c in (first, second)]
+    assert live.engine.pool.checkedin() == 2  # type: ignore[attr-defined]
+    for pid in pids:
+        assert pid is not None
+        await _terminate(database_url, pid)
     headers = live.world.a_operator.headers
 
     _unavailable(await live.client.get("/api/v1/lots", headers=headers))
