@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import Query, Request, Response
 
 from api.deps import CurrentActor, PageParams, Session, encode_cursor, etag
-from api.problems import responses
+from api.problems import json_response, responses
 from api.routes import resource_router
 from api.schemas.common import Page
 from api.schemas.shipments import CancelIn, ReceiptIn, ShipmentCreate, ShipmentOut
-from api.uow import Idempotent
+from api.uow import Idempotent, IdempotentActor
 from domain.mass import kg_to_g
 from domain.shipments import service as shipments
 from domain.shipments.models import Shipment
@@ -23,32 +23,28 @@ WRITE = responses(401, 403, 404, 409, 422)
 
 
 async def _answer(session: Session, shipment: Shipment, response: Response) -> ShipmentOut:
-    return _manifest(
-        shipments.Manifest(shipment, await shipments.shipment_lines(session, shipment.id)), response
-    )
+    response.headers["ETag"] = etag(shipment.version)
+    return ShipmentOut.of(shipment, await shipments.shipment_lines(session, shipment.id))
 
 
-def _manifest(manifest: shipments.Manifest, response: Response) -> ShipmentOut:
-    response.headers["ETag"] = etag(manifest.shipment.version)
-    return ShipmentOut.of(manifest.shipment, manifest.lines)
+def _written(manifest: shipments.Manifest, headers: dict[str, str] | None = None) -> Response:
+    """A dispatch's or receipt's answer, from what it wrote."""
+    headers = {**(headers or {}), "ETag": etag(manifest.shipment.version)}
+    return json_response(ShipmentOut.of(manifest.shipment, manifest.lines), 201, headers)
 
 
 @router.post(
     "/shipments",
     status_code=201,
     response_model=ShipmentOut,
-    dependencies=[Idempotent],
     responses=WRITE,
     summary="Dispatch whole lots from a facility of the caller's enterprise",
 )
-async def dispatch(
-    body: ShipmentCreate, session: Session, actor: CurrentActor, response: Response
-) -> ShipmentOut:
+async def dispatch(body: ShipmentCreate, session: Session, actor: IdempotentActor) -> Response:
     manifest = await shipments.dispatch(
         session, actor, shipments.Dispatch(**body.model_dump(mode="python"))
     )
-    response.headers["Location"] = f"/api/v1/shipments/{manifest.shipment.id}"
-    return _manifest(manifest, response)
+    return _written(manifest, {"Location": f"/api/v1/shipments/{manifest.shipment.id}"})
 
 
 @router.get(
@@ -98,7 +94,6 @@ async def get_shipment(
     "/shipments/{shipment_id}/receipt",
     status_code=201,
     response_model=ShipmentOut,
-    dependencies=[Idempotent],
     responses=WRITE,
     summary="Confirm receipt by weight, listing every lot; refusals need a reason",
 )
@@ -107,9 +102,8 @@ async def receive(
     body: ReceiptIn,
     request: Request,
     session: Session,
-    actor: CurrentActor,
-    response: Response,
-) -> ShipmentOut:
+    actor: IdempotentActor,
+) -> Response:
     receipt = shipments.Receipt(
         received_at=body.received_at,
         weighbridge_ticket_no=body.weighbridge_ticket_no,
@@ -125,7 +119,7 @@ async def receive(
     )
     tolerances: dict[str, Decimal] = request.app.state.settings.discrepancy_tolerance
     manifest = await shipments.receive(session, actor, shipment_id, receipt, tolerances)
-    return _manifest(manifest, response)
+    return _written(manifest)
 
 
 @router.post(

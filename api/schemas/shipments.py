@@ -15,6 +15,7 @@ from domain.mass import g_to_kg
 from domain.shipments.models import Discrepancy, Shipment
 from domain.shipments.rules import DiscrepancyStatus, ShipmentStatus, VehicleEnergy
 from domain.shipments.service import Line
+from domain.shipments.sql import ShipmentRow
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -122,9 +123,11 @@ class ShipmentOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, shipment: Shipment, lines: Sequence[Line] | None = None) -> ShipmentOut:
+    def of(
+        cls, shipment: Shipment | ShipmentRow, lines: Sequence[Line] | None = None
+    ) -> ShipmentOut:
         return cls(
-            **shipment.model_dump(exclude={"dispatched_g", "from_region", "to_region"}),
+            **{name: getattr(shipment, name) for name in _SHIPMENT_FIELDS},
             dispatched_kg=g_to_kg(shipment.dispatched_g),
             items=None
             if lines is None
@@ -144,6 +147,12 @@ class ShipmentOut(BaseModel):
                 for line in lines
             ],
         )
+
+
+# What the answer takes of a shipment as it is (the rest is converted or added).
+_SHIPMENT_FIELDS = tuple(
+    name for name in ShipmentOut.model_fields if name not in ("dispatched_kg", "items")
+)
 
 
 class DiscrepancyOut(BaseModel):

@@ -165,7 +165,7 @@ class Manifest:
     """A shipment with its lots in id order, as a dispatch or receipt leaves it: the answer
     needs no read-back."""
 
-    shipment: Shipment
+    shipment: sql.ShipmentRow
     lines: list[Line]
 
 
@@ -335,7 +335,8 @@ async def dispatch(session: AsyncSession, actor: Actor, order: Dispatch) -> Mani
                 errors=[{"pointer": f"/lot_ids/{index}", "detail": f"lot is {lot.status}"}],
             )
 
-    shipment = Shipment(
+    shipment = sql.ShipmentRow(
+        id=new_id(),
         from_facility_id=source.facility_id,
         to_facility_id=target.facility_id,
         sender_enterprise_id=source.enterprise_id,
@@ -436,7 +437,7 @@ _IN_TRANSIT = (
 
 async def _lock_shipment(
     session: AsyncSession, actor: Actor, shipment_id: uuid.UUID
-) -> tuple[Shipment, Party, Party]:
+) -> tuple[sql.ShipmentRow, Party, Party]:
     """The shipment, locked, with its receiving and sending parties (the sender's standing is
     not read: a receipt does not need it). Through the session: it begins the transaction."""
     row = (
@@ -447,7 +448,7 @@ async def _lock_shipment(
     if row is None:
         raise NotFound(f"shipment {shipment_id} not found")
     found = row._mapping
-    shipment = Shipment(**{column.name: found[column.name] for column in _shipment.c})
+    shipment = sql.ShipmentRow(*(found[name] for name in sql.SHIPMENT_COLUMNS))
     target = Party(
         shipment.to_facility_id,
         shipment.receiver_enterprise_id,
@@ -483,9 +484,7 @@ async def receive(
     _active_party(target, "receiving")
     now = utcnow()
     received_at = receipt.received_at or now
-    if received_at > now + CLOCK_SKEW or (
-        shipment.dispatched_at and received_at < shipment.dispatched_at
-    ):
+    if received_at > now + CLOCK_SKEW or received_at < shipment.dispatched_at:
         raise InvalidInput(
             "received_at must lie between the dispatch and now",
             errors=[{"pointer": "/received_at", "detail": "outside the transit window"}],
@@ -721,7 +720,7 @@ async def cancel(
             col(ShipmentItem.shipment_id) == shipment.id
         )
     )
-    before: dict[uuid.UUID, str] = {lot_id: status for lot_id, status in rows}
+    before: dict[uuid.UUID, str] = dict(rows.all())
     lots = await _lock_lots(session, list(before))
     now = utcnow()
     for lot_id, lot in lots.items():

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,11 +97,41 @@ async def lock_arriving(session: AsyncSession, shipment_id: uuid.UUID) -> list[A
 
 # --- dispatch ---------------------------------------------------------------------------------
 
-_SHIPMENT_COLUMNS = tuple(c.name for c in metadata.tables["shipment"].columns)
+
+@dataclass(slots=True)
+class ShipmentRow:
+    """A shipment as dispatch and receipt read and write it, its fields in column order. They
+    answer with this rather than an ORM `Shipment`: building an instrumented instance cost more
+    than the statements that wrote it."""
+
+    id: uuid.UUID
+    from_facility_id: uuid.UUID
+    to_facility_id: uuid.UUID
+    sender_enterprise_id: uuid.UUID
+    receiver_enterprise_id: uuid.UUID
+    from_region: str
+    to_region: str
+    status: str
+    carrier: str | None
+    vehicle_plate: str | None
+    vehicle_energy: str | None
+    emission_standard: str | None
+    distance_km: Decimal | None
+    dispatched_g: int
+    dispatched_at: datetime
+    received_at: datetime | None = None
+    weighbridge_ticket_no: str | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    version: int = 1
+
+
+SHIPMENT_COLUMNS = tuple(f.name for f in fields(ShipmentRow))
+assert tuple(metadata.tables["shipment"].columns.keys()) == SHIPMENT_COLUMNS, "ShipmentRow drifted"
 _LOADED_COLUMNS = ("shipment_id", "lot_id", "status_before", "dispatched_g")
 
 _DISPATCH = (
-    f"WITH dispatched AS ({insert_rows('shipment', _SHIPMENT_COLUMNS, 1)}),"  # noqa: S608 - constants
+    f"WITH dispatched AS ({insert_rows('shipment', SHIPMENT_COLUMNS, 1)}),"  # noqa: S608 - constants
     f" loaded AS ({insert_rows('shipment_item', _LOADED_COLUMNS, 2)}),"
     f" moved AS (UPDATE lot SET status = '{LotStatus.in_transit.value}',"
     " version = version + 1, updated_at = $3 WHERE id = ANY($4::uuid[]))"
@@ -110,13 +142,12 @@ _DISPATCH = (
 async def write_dispatch(
     session: AsyncSession,
     actor: Actor,
-    shipment: Shipment,
+    shipment: ShipmentRow,
     lots: Sequence[HeldLot],
     change: audit.Change,
 ) -> None:
     """The shipment, an item per lot (with its status and mass as dispatched), the lots in
     transit and the event, in one statement."""
-    assert shipment.dispatched_at is not None
     items = [
         {"shipment_id": shipment.id, "lot_id": lot.id, "status_before": lot.status,
          "dispatched_g": lot.net_g}
@@ -124,7 +155,7 @@ async def write_dispatch(
     ]  # fmt: skip
     await (await driver(session)).execute(
         _DISPATCH,
-        rows_json([shipment.model_dump()]),
+        rows_json([{name: getattr(shipment, name) for name in SHIPMENT_COLUMNS}]),
         rows_json(items),
         shipment.dispatched_at,
         [lot.id for lot in lots],
@@ -194,7 +225,7 @@ class ReceiptRows:
 async def write_receipt(
     session: AsyncSession,
     actor: Actor,
-    shipment: Shipment,
+    shipment: ShipmentRow,
     rows: ReceiptRows,
     changes: Sequence[audit.Change],
 ) -> None:
