@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,11 +106,11 @@ def serve(
     """Run the API (embedded PostgreSQL unless DATABASE_URL is set); migrations run first."""
     import uvicorn
 
-    from api.app import create_app
-    from api.asgi import tune_garbage_collector
+    from api import supervisor
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    host, port = host or settings.host, port or settings.port
     with database(settings) as url:
         _migrate(url)
         secret = asyncio.run(
@@ -118,21 +118,35 @@ def serve(
         )
         if secret:
             _announce_key(secret, "First start: the platform admin API key is")
-        _exit_on_sigterm()
-        options: dict[str, Any] = {
-            "host": host or settings.host,
-            "port": port or settings.port,
-            "log_config": None,
-            "access_log": False,
-            "proxy_headers": True,
-        }
         if settings.workers > 1:
             os.environ["DATABASE_URL"] = url  # the workers' settings read it
-            uvicorn.run("api.asgi:create", factory=True, workers=settings.workers, **options)
+            if settings.database_url:
+                _become_supervisor(host, port, settings)
+            # The embedded PostgreSQL lives as long as this process: it supervises the workers
+            # itself, with everything imported above.
+            _exit_on_sigterm()
+            supervisor.run_workers(host, port, settings.workers)
         else:
+            from api.app import create_app
+            from api.asgi import tune_garbage_collector
+
+            _exit_on_sigterm()
             app = create_app(settings, url)
             tune_garbage_collector()
-            uvicorn.run(app, **options)
+            uvicorn.run(app, **supervisor.server_options(host, port))
+
+
+def _become_supervisor(host: str, port: int, settings: Settings) -> NoReturn:
+    """Replace this process, which has imported the domain, SQLAlchemy and the migrations (about
+    100 MB), with a fresh interpreter running only uvicorn's supervisor (about 20 MB): the
+    supervisor does nothing but watch the workers, and DESIGN §7 counts every process."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(  # noqa: S606 - this interpreter and our own module, arguments as a list
+        sys.executable,
+        [sys.executable, "-m", "api.supervisor", "--host", host, "--port", str(port),
+         "--workers", str(settings.workers), "--log-level", settings.log_level],
+    )  # fmt: skip
 
 
 @app.command("worker")

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,44 +173,81 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _rss(pid: int) -> int:
+@dataclass(frozen=True)
+class Footprint:
+    """One process's memory: `pss` counts each shared page (the interpreter's and extensions'
+    code, pages shared with a parent) divided among the processes sharing it, so the sum over a
+    tree is what the tree costs the machine; `rss` counts every resident page whole, so a sum of
+    RSS counts shared pages once per process."""
+
+    pss: int
+    rss: int
+
+
+def footprint(pid: int) -> Footprint | None:
+    """From /proc/<pid>/smaps_rollup (Linux ≥ 4.14); None once the process is gone."""
+    fields: dict[str, int] = {}
     with suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0  # gone meanwhile
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Rss"):
+                fields[name] = int(rest.split()[0]) * 1024
+    if len(fields) < 2:
+        return None
+    return Footprint(pss=fields["Pss"], rss=fields["Rss"])
 
 
-def server_rss() -> int:
-    """Resident bytes of the running servers: each one's first process and all its children
-    (from /proc: the benchmark runs on Linux)."""
-    total = 0
+def server_memory() -> dict[int, Footprint]:
+    """Each process of the running servers (each one's first process and all its children, from
+    /proc: the benchmark runs on Linux) with its footprint."""
+    found: dict[int, Footprint] = {}
     for root in list(_servers):
         pending = [root]
         while pending:
             pid = pending.pop()
-            total += _rss(pid)
+            if (measured := footprint(pid)) is not None:
+                found[pid] = measured
             pending += _children(pid)
-    return total
+    return found
+
+
+@dataclass
+class Peaks:
+    """The largest figures seen in one part of the run, each at its own moment."""
+
+    pss: int = 0  # summed over the server's processes
+    rss: int = 0  # summed likewise, for reference: shared pages counted once per process
+    process_pss: int = 0  # the largest single process
+    process_rss: int = 0
+    processes: int = 0
+
+    def add(self, sample: dict[int, Footprint]) -> None:
+        if not sample:
+            return
+        self.pss = max(self.pss, sum(f.pss for f in sample.values()))
+        self.rss = max(self.rss, sum(f.rss for f in sample.values()))
+        self.process_pss = max(self.process_pss, *(f.pss for f in sample.values()))
+        self.process_rss = max(self.process_rss, *(f.rss for f in sample.values()))
+        self.processes = max(self.processes, len(sample))
 
 
 class MemoryWatch:
-    """Samples `server_rss()` in a thread for as long as it is entered; keeps the peak, overall
-    and per part of the run (`part` names the part being run)."""
+    """Samples `server_memory()` in a thread for as long as it is entered; keeps the peaks,
+    overall and per part of the run (`part` names the part being run)."""
 
     def __init__(self, every: float = 0.2) -> None:
         self.every = every
         self.part = ""
-        self.peak = 0
-        self.peaks: dict[str, int] = {}
+        self.peak = Peaks()
+        self.peaks: dict[str, Peaks] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(self.every):
-            rss = server_rss()
-            self.peak = max(self.peak, rss)
-            self.peaks[self.part] = max(self.peaks.get(self.part, 0), rss)
+            sample = server_memory()
+            self.peak.add(sample)
+            self.peaks.setdefault(self.part, Peaks()).add(sample)
 
     def __enter__(self) -> MemoryWatch:
         self._thread.start()
