@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -245,6 +245,9 @@ class Party:
     enterprise_status: str
 
 
+_PARTY_FIELDS = tuple(f.name for f in fields(Party))
+
+
 def _active_party(party: Party, what: str) -> None:
     """Suspended enterprises and facilities can neither dispatch nor receive."""
     if party.enterprise_status != Status.active:
@@ -271,8 +274,8 @@ _PARTIES = select(
 
 
 async def _parties(session: AsyncSession, facility_ids: list[uuid.UUID]) -> dict[uuid.UUID, Party]:
-    # Through the session, not the driver: this first statement begins the transaction that the
-    # driver's statements after it join.
+    """Through the session, not the driver: this first statement begins the transaction the
+    driver's statements join."""
     rows = await session.execute(_PARTIES.where(col(Facility.id).in_(facility_ids)))
     return {row[0]: Party(*row) for row in rows}
 
@@ -414,23 +417,36 @@ def _check_lines(receipt: Receipt, on_board: set[uuid.UUID]) -> None:
 
 
 _shipment = metadata.tables["shipment"]
-_target = metadata.tables["facility"].alias("target")
-_receiver = metadata.tables["enterprise"].alias("receiver")
-_source = metadata.tables["facility"].alias("source")
-_IN_TRANSIT = (
-    select(
-        _shipment,
-        _target.c.name.label("target_name"),
-        _target.c.region_code.label("target_region"),
-        _target.c.status.label("target_status"),
-        _receiver.c.name.label("receiver_name"),
-        _receiver.c.status.label("receiver_status"),
-        _source.c.enterprise_id.label("source_enterprise_id"),
-        _source.c.region_code.label("source_region"),
+
+
+def _party_columns(end: str) -> tuple[Any, Any, list[Any]]:
+    """The facility at one end of a shipment, its enterprise, and their columns as `Party`
+    takes them."""
+    facility = metadata.tables["facility"].alias(end)
+    enterprise = metadata.tables["enterprise"].alias(f"{end}_enterprise")
+    return (
+        facility,
+        enterprise,
+        [
+            facility.c.id.label(f"{end}_facility_id"),
+            facility.c.enterprise_id.label(f"{end}_enterprise_id"),
+            facility.c.name.label(f"{end}_name"),
+            facility.c.region_code.label(f"{end}_region_code"),
+            facility.c.status.label(f"{end}_status"),
+            enterprise.c.name.label(f"{end}_enterprise_name"),
+            enterprise.c.status.label(f"{end}_enterprise_status"),
+        ],
     )
+
+
+_source, _sender, _source_columns = _party_columns("source")
+_target, _receiver, _target_columns = _party_columns("target")
+_IN_TRANSIT = (
+    select(_shipment, *_source_columns, *_target_columns)
+    .join(_source, _source.c.id == _shipment.c.from_facility_id)
+    .join(_sender, _sender.c.id == _source.c.enterprise_id)
     .join(_target, _target.c.id == _shipment.c.to_facility_id)
     .join(_receiver, _receiver.c.id == _target.c.enterprise_id)
-    .join(_source, _source.c.id == _shipment.c.from_facility_id)
     .with_for_update(of=_shipment)
 )
 
@@ -438,8 +454,8 @@ _IN_TRANSIT = (
 async def _lock_shipment(
     session: AsyncSession, actor: Actor, shipment_id: uuid.UUID
 ) -> tuple[sql.ShipmentRow, Party, Party]:
-    """The shipment, locked, with its receiving and sending parties (the sender's standing is
-    not read: a receipt does not need it). Through the session: it begins the transaction."""
+    """The shipment, locked, with its sending and receiving parties. Through the session, not
+    the driver: this first statement begins the transaction the driver's statements join."""
     row = (
         await session.execute(
             _IN_TRANSIT.where(_shipment.c.id == shipment_id, shipment_visible_to(actor))
@@ -449,25 +465,10 @@ async def _lock_shipment(
         raise NotFound(f"shipment {shipment_id} not found")
     found = row._mapping
     shipment = sql.ShipmentRow(*(found[name] for name in sql.SHIPMENT_COLUMNS))
-    target = Party(
-        shipment.to_facility_id,
-        shipment.receiver_enterprise_id,
-        found["target_name"],
-        found["target_region"],
-        found["target_status"],
-        found["receiver_name"],
-        found["receiver_status"],
+    source, target = (
+        Party(*(found[f"{end}_{name}"] for name in _PARTY_FIELDS)) for end in ("source", "target")
     )
-    source = Party(
-        shipment.from_facility_id,
-        found["source_enterprise_id"],
-        "",
-        found["source_region"],
-        "",
-        "",
-        "",
-    )
-    return shipment, target, source
+    return shipment, source, target
 
 
 async def receive(
@@ -477,7 +478,7 @@ async def receive(
     receipt: Receipt,
     tolerances: Mapping[str, Decimal],
 ) -> Manifest:
-    shipment, target, source = await _lock_shipment(session, actor, shipment_id)
+    shipment, source, target = await _lock_shipment(session, actor, shipment_id)
     _require_party(actor, shipment.receiver_enterprise_id, "receiver")
     if shipment.status != ShipmentStatus.dispatched:
         raise ShipmentNotReceivable(f"shipment {shipment.id} is {shipment.status}")
