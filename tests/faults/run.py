@@ -7,7 +7,7 @@ postmaster, then started again on the same data folder) and its connections term
 
 A request that gets no answer, a connection error, a 5xx or 409 idempotency_in_flight is sent again
 with the same key and body until it is acknowledged (201), within a bound. One first attempt in
-ten is cut off by the client near the end of a typical answer time, so that some writes commit
+five is cut off by the client near the end of a typical answer time, so that some writes commit
 while their answer is lost: their retry must get the original answer back, not a second lot.
 Afterwards: every acknowledged lot is there exactly once, nothing else is, every lot has its event
 and its key's record, the audit chain verifies once the sealer has caught up, and /readyz went to
@@ -67,7 +67,7 @@ class Tally:
     replayed: int = 0
     cut_off: int = 0
     typical: float = 0.05  # seconds to an answer: a moving average of first attempts
-    connection_errors: int = 0
+    connection_errors: Counter[str] = field(default_factory=Counter)  # by httpx error
     answers: Counter[int] = field(default_factory=Counter)  # every answer but 201
     codes: Counter[str] = field(default_factory=Counter)  # their problem codes
     faults: list[str] = field(default_factory=list)
@@ -130,7 +130,7 @@ class Outcome:
             f"missing={self.missing} unacknowledged_present={self.unacknowledged} "
             f"failed={len(t.failed)} faults_injected={len(t.faults)} ({'; '.join(t.faults)}) "
             f"5xx_seen={fives} answers={dict(sorted(t.answers.items()))} "
-            f"codes={dict(t.codes)} connection_errors={t.connection_errors} "
+            f"codes={dict(t.codes)} connection_errors={dict(t.connection_errors)} "
             f"readyz_503_during_outage={503 in self.readiness.after(self.killed_at)} "
             f"ready_again_after_s={self.ready_again_after} "
             f"sealing_resumed_after_s={self.sealing_resumed_after} "
@@ -168,7 +168,7 @@ def plan(seed: Seed, requests: int, batch_every: int, batch_size: int) -> list[R
                 path=path,
                 body=json.dumps(body, ensure_ascii=False).encode(),
                 marks=[round(item["net_kg"] * 1000) for item in items],
-                cut_at=rng.uniform(0.5, 1.1) if n % 10 == 5 else None,
+                cut_at=rng.uniform(0.4, 1.0) if n % 5 == 2 else None,
             )
         )
     return planned
@@ -212,11 +212,11 @@ async def send(client: httpx.AsyncClient, request: Request, tally: Tally) -> Non
                 headers={"Idempotency-Key": request.key, "Content-Type": "application/json"},
                 timeout=cut if cut is not None else 15.0,
             )
-        except httpx.TransportError:
+        except httpx.TransportError as error:
             if cut is not None:
                 tally.cut_off += 1
             else:
-                tally.connection_errors += 1
+                tally.connection_errors[type(error).__name__] += 1
         else:
             if response.status_code == 201:
                 if attempt == 1:
