@@ -4,7 +4,7 @@ the ORM's per-statement cost shows in the profile (registration) or COPY is need
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,8 +26,9 @@ _DRIVER = "scrapflow.driver"  # session.info key: (the root transaction, its asy
 
 
 async def copy_rows(
-    session: AsyncSession, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    session: AsyncSession, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """COPY rows into `table` (binary protocol). JSON columns take serialised text; columns left
-    out take their defaults."""
+    out take their defaults. `rows` may be a generator: the driver encodes and sends them as they
+    come, so a big batch's rows never all exist at once."""
     await (await driver(session)).copy_records_to_table(table, records=rows, columns=list(columns))

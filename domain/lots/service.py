@@ -470,7 +470,8 @@ async def _register(
         _lot_row(item, code, places[item.facility_id], vault, now)
         for item, code in zip(items, codes, strict=True)
     ]
-    changes = [
+    # Made as they are written: the COPY path streams them (see audit.copy_events).
+    changes = (
         audit.Change(
             type="lot.registered",
             subject_type="lot",
@@ -482,7 +483,7 @@ async def _register(
             payload=registered_payload(row),
         )
         for row in rows
-    ]
+    )
     if len(rows) == 1:
         (event,) = audit.event_rows(actor, changes)
         event["payload"] = audit.payload_json(event["payload"])
@@ -495,7 +496,7 @@ async def _register(
         await session.execute(insert(LOT_TABLE), rows)
         await audit.record_many(session, actor, changes)
     else:
-        records = [tuple(r[c] for c in LOT_COLUMNS) for r in rows]
+        records = (tuple(r[c] for c in LOT_COLUMNS) for r in rows)
         await copy_rows(session, "lot", LOT_COLUMNS, records)
         await audit.copy_events(session, actor, changes)
     return rows
