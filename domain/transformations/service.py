@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,10 +17,11 @@ from sqlmodel import col
 from domain.actor import Actor
 from domain.audit import service as audit
 from domain.base import utcnow
+from domain.bulk import driver
 from domain.credits import service as credits
 from domain.credits.rules import ACCOUNTING_PERIOD_DAYS
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.lots.models import Lot, LotSource
+from domain.lots.models import Lot
 from domain.lots.rules import Composition, LotKind, LotStatus, Metal
 from domain.lots.service import (
     CLOCK_SKEW,
@@ -36,6 +37,7 @@ from domain.lots.service import (
 from domain.registry.models import Enterprise, Facility
 from domain.registry.rules import Status
 from domain.registry.service import EnterpriseSuspended
+from domain.rows import forget, insert_rows, recordset, rows_json
 from domain.transformations.models import (
     PrimaryInput,
     Transformation,
@@ -116,9 +118,22 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class TakenInput:
+    """What a run takes from one lot, as `record` writes it (a `TransformationInput` row)."""
+
+    transformation_id: uuid.UUID
+    lot_id: uuid.UUID
+    taken_g: int
+    post_consumer_g: int
+    pre_consumer_g: int
+    primary_g: int
+    status_before: str
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     transformation: Transformation
-    inputs: list[TransformationInput]
+    inputs: Sequence[TransformationInput | TakenInput]
     primary_inputs: list[PrimaryInput]
     outputs: list[Lot]
     losses: list[TransformationLoss]
@@ -196,13 +211,7 @@ async def record(
     now = utcnow()
     metal = _check_run(run, facility, await categories(session), now)
 
-    locked = await session.scalars(
-        select(Lot)
-        .where(col(Lot.id).in_([t.lot_id for t in run.inputs]))
-        .order_by(col(Lot.id))
-        .with_for_update(key_share=True)  # see `get_lot`: the credit accounts are locked next
-    )
-    lots = {lot.id: lot for lot in locked}
+    lots = await _lock_inputs(session, [t.lot_id for t in run.inputs])
     problems = Problems()
     for index, take in enumerate(run.inputs):
         lot = lots.get(take.lot_id)
@@ -256,13 +265,14 @@ async def record(
     await session.flush()  # rows below refer to it; without relationships flush order is ours
 
     taken: list[Composition] = []
-    inputs: list[TransformationInput] = []
+    inputs: list[TakenInput] = []
+    left: list[dict[str, Any]] = []  # each input lot's row after the run
     for take in run.inputs:
         lot = lots[take.lot_id]
-        part, kept = taken_part(composition_of(lot), take.grams)
+        part, kept = taken_part(lot.composition, take.grams)
         taken.append(part)
         inputs.append(
-            TransformationInput(
+            TakenInput(
                 transformation_id=transformation.id,
                 lot_id=lot.id,
                 taken_g=take.grams,
@@ -272,12 +282,14 @@ async def record(
                 status_before=lot.status,
             )
         )
-        if kept.total_g == 0:
-            lot.status = LotStatus.consumed.value  # its mass stays on record: what it was
-        else:
-            _setcomposition_of(lot, kept)
-        lot.version += 1
-        lot.updated_at = now
+        # A lot used up keeps its mass on record (what it was) and is consumed.
+        rest = lot.composition if kept.total_g == 0 else kept
+        status = LotStatus.consumed.value if kept.total_g == 0 else lot.status
+        left.append(
+            {"id": lot.id, "status": status, "net_g": rest.total_g,
+             "post_consumer_g": rest.post_consumer_g, "pre_consumer_g": rest.pre_consumer_g,
+             "primary_g": rest.primary_g, "updated_at": now}
+        )  # fmt: skip
 
     pooled = pool(taken, primary_g, [o.grams for o in run.outputs] + [x.grams for x in run.losses])
     codes = await next_codes(session, [o.metal for o in run.outputs])
@@ -309,29 +321,18 @@ async def record(
             zip(run.losses, pooled.compositions[len(run.outputs) :], strict=True)
         )
     ]
-    session.add_all([*inputs, *primaries, *outputs, *losses])
+    session.add_all([*primaries, *outputs, *losses])
     await session.flush()
-    session.add_all(
-        [TransformationOutput(transformation_id=transformation.id, lot_id=o.id) for o in outputs]
-    )
-    session.add_all(
-        LotSource(
-            lot_id=output.id,
-            source_lot_id=take.lot_id,
-            grams=grams,
-            of_g=output.net_g,
-            via="transformation",
-            transformation_id=transformation.id,
-        )
+    made = [{"transformation_id": transformation.id, "lot_id": o.id} for o in outputs]
+    lineage = [
+        {"lot_id": output.id, "source_lot_id": take.lot_id, "grams": grams,
+         "of_g": output.net_g, "via": "transformation", "transformation_id": transformation.id}
         for output, row in zip(outputs, pooled.from_inputs, strict=False)
         for take, grams in zip(run.inputs, row, strict=True)
         if grams > 0
-    )
-    await session.flush()
-    await audit.record(
-        session,
-        actor,
-        "transformation.recorded",
+    ]  # fmt: skip
+    recorded = audit.Change(
+        type="transformation.recorded",
         subject_type="transformation",
         subject_id=transformation.id,
         enterprise_ids=[facility.enterprise_id],
@@ -340,6 +341,15 @@ async def record(
         lot_ids=[*(t.lot_id for t in run.inputs), *(o.id for o in outputs)],
         payload=_recorded_payload(transformation, inputs, primaries, outputs, losses),
     )
+    await (await driver(session)).execute(
+        _TAKEN_AND_MADE,
+        rows_json(left),
+        rows_json([{name: getattr(i, name) for name in _TAKEN_INPUT} for i in inputs]),
+        rows_json(made),
+        rows_json(lineage),
+        rows_json(audit.event_rows(actor, [recorded])),
+    )
+    forget(session, Lot, lots)
     products = [lot for lot in outputs if lot.kind == LotKind.product]
     from_products = [
         part
@@ -356,6 +366,60 @@ async def record(
         taken_from_products=_sum(from_products),
     )
     return Recorded(transformation, inputs, primaries, outputs, losses)
+
+
+@dataclass(frozen=True, slots=True)
+class InputLot:
+    """A lot named as a run's input, as locked."""
+
+    id: uuid.UUID
+    code: str
+    kind: str
+    metal: str
+    status: str
+    net_g: int
+    post_consumer_g: int
+    pre_consumer_g: int
+    primary_g: int
+    holder_facility_id: uuid.UUID
+    holder_enterprise_id: uuid.UUID
+
+    @property
+    def composition(self) -> Composition:
+        return Composition(self.post_consumer_g, self.pre_consumer_g, self.primary_g)
+
+
+# FOR NO KEY UPDATE (see `get_lot`): the credit accounts are locked next.
+_LOCK_INPUTS = f"""
+SELECT {", ".join(f.name for f in fields(InputLot))}
+FROM lot WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+"""  # noqa: S608 - constants
+
+
+async def _lock_inputs(
+    session: AsyncSession, lot_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, InputLot]:
+    """The lots that exist among `lot_ids`, locked in id order, straight on the driver: one
+    statement and no ORM instance per input."""
+    rows = await (await driver(session)).fetch(_LOCK_INPUTS, list(lot_ids))
+    return {row["id"]: InputLot(*row) for row in rows}
+
+
+# What a run writes once its own row and outputs are flushed, whatever the number of inputs, in
+# one statement: the input lots as the run leaves them, what it took from each, its outputs,
+# their lineage and the event.
+_TAKEN = ("status", "net_g", "post_consumer_g", "pre_consumer_g", "primary_g", "updated_at")
+_SET_TAKEN = ", ".join(f"{c} = v.{c}" for c in _TAKEN)
+_LINEAGE = ("lot_id", "source_lot_id", "grams", "of_g", "via", "transformation_id")
+_TAKEN_INPUT = tuple(f.name for f in fields(TakenInput))
+_TAKEN_AND_MADE = (
+    f"WITH taken AS (UPDATE lot l SET {_SET_TAKEN}, version = l.version + 1"  # noqa: S608 - constants
+    f" FROM {recordset('lot', 1)} v WHERE l.id = v.id),"
+    f" inputs AS ({insert_rows('transformation_input', _TAKEN_INPUT, 2)}),"
+    f" made AS ({insert_rows('transformation_output', ('transformation_id', 'lot_id'), 3)}),"
+    f" lineage AS ({insert_rows('lot_source', _LINEAGE, 4)})"
+    f" {insert_rows('event', audit.EVENT_COLUMNS, 5)}"
+)
 
 
 def _sum(parts: Sequence[Composition]) -> Composition:
@@ -400,7 +464,7 @@ def _output_lot(
 
 def _recorded_payload(
     transformation: Transformation,
-    inputs: Sequence[TransformationInput],
+    inputs: Sequence[TransformationInput | TakenInput],
     primaries: Sequence[PrimaryInput],
     outputs: Sequence[Lot],
     losses: Sequence[TransformationLoss],

@@ -13,7 +13,7 @@ from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.custody.conftest import Plant, at_centre
+from tests.custody.conftest import END, START, Plant, at_centre, scrap
 
 
 @contextmanager
@@ -143,3 +143,31 @@ async def test_dispatch_and_receipt_take_as_many_statements_for_twenty_lots_as_f
     # The floor (tests/bench/floor.py) sends 6 and 5 statements between BEGIN and COMMIT; here
     # the savepoint and its release stand for those two.
     assert counts[1][0] <= 5 and counts[1][1] <= 5, counts
+
+
+async def test_a_run_takes_as_many_statements_for_twenty_inputs_as_for_one(plant: Plant) -> None:
+    custody = plant.custody
+    counts = []
+    for size in (1, 20):
+        lots = [await custody.register(100) for _ in range(size)]
+        body = {
+            "facility_id": custody.point_a,
+            "process": "sorting",
+            "started_at": START,
+            "ended_at": END,
+            "inputs": [{"lot_id": lot["id"], "kg": 100} for lot in lots],
+            "outputs": [scrap(100 * size - 1, "GB13586-WROUGHT")],
+            "losses": [{"kind": "dust", "kg": 1}],
+        }
+        with round_trips() as sent:
+            recorded = await plant.client.post(
+                "/api/v1/transformations", json=body, headers=plant.world.a_operator.headers
+            )
+        assert recorded.status_code == 201, recorded.text
+        assert len(recorded.json()["inputs"]) == size
+        # A block of lot codes is reserved once per 100 lots, by whichever request runs out.
+        counts.append(len([s for s in sent if "lot_code_seq" not in s]))
+    assert counts[0] == counts[1], counts
+    # Inside the savepoint: the facility, its enterprise, the inputs locked, the run, its output
+    # lots, its losses, then one statement for the inputs taken, lineage and the event.
+    assert counts[0] <= 9, counts
