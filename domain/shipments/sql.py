@@ -166,7 +166,9 @@ async def write_dispatch(
 
 # --- receipt ----------------------------------------------------------------------------------
 
-# What a receipt sets on each lot it weighed; the version goes up by one.
+# What a receipt sets on each lot it weighed; the version goes up by one. The lots are also
+# named by an array ($11): the planner cannot see how few rows a recordset holds (it assumes a
+# hundred), and with the ids as an index condition it never scans the lot table for them.
 _SETTLED = (
     "net_g", "post_consumer_g", "pre_consumer_g", "primary_g", "status", "holder_facility_id",
     "holder_enterprise_id", "enterprise_ids", "region_prefixes", "facility_ids", "updated_at",
@@ -199,10 +201,10 @@ _RECEIPT = (
     f" FROM {recordset('shipment_item', 2)} v"
     " WHERE i.shipment_id = $1 AND i.lot_id = v.lot_id),"
     f" settled AS (UPDATE lot l SET {_SET_SETTLED}, version = l.version + 1"
-    f" FROM {recordset('lot', 3)} v WHERE l.id = v.id),"
+    f" FROM {recordset('lot', 3)} v WHERE l.id = ANY($11::uuid[]) AND l.id = v.id),"
     f" returned AS (INSERT INTO lot ({', '.join(_RETURNED + _INHERITED)})"
-    f" SELECT {_RETURNED_VALUES}"
-    f" FROM {recordset('lot', 4)} v JOIN lot p ON p.id = v.parent_lot_id),"
+    f" SELECT {_RETURNED_VALUES} FROM {recordset('lot', 4)} v"
+    " JOIN lot p ON p.id = ANY($11::uuid[]) AND p.id = v.parent_lot_id),"
     f" lineage AS ({insert_rows('lot_source', _LINEAGE_COLUMNS, 5)}),"
     f" opened AS ({insert_rows('discrepancy', _DISCREPANCY_COLUMNS, 6)}),"
     " received AS (UPDATE shipment SET status = $7, received_at = $8,"
@@ -243,6 +245,7 @@ async def write_receipt(
         shipment.received_at,
         shipment.weighbridge_ticket_no,
         rows_json(audit.event_rows(actor, changes)),
+        [lot["id"] for lot in rows.lots],
     )
     forget(session, Shipment, [shipment.id])
     forget(session, ShipmentItem, ((shipment.id, item["lot_id"]) for item in rows.items))

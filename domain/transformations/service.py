@@ -348,6 +348,7 @@ async def record(
         rows_json(made),
         rows_json(lineage),
         rows_json(audit.event_rows(actor, [recorded])),
+        list(lots),  # as an index condition: see `shipments.sql._SETTLED`
     )
     forget(session, Lot, lots)
     products = [lot for lot in outputs if lot.kind == LotKind.product]
@@ -414,7 +415,7 @@ _LINEAGE = ("lot_id", "source_lot_id", "grams", "of_g", "via", "transformation_i
 _TAKEN_INPUT = tuple(f.name for f in fields(TakenInput))
 _TAKEN_AND_MADE = (
     f"WITH taken AS (UPDATE lot l SET {_SET_TAKEN}, version = l.version + 1"  # noqa: S608 - constants
-    f" FROM {recordset('lot', 1)} v WHERE l.id = v.id),"
+    f" FROM {recordset('lot', 1)} v WHERE l.id = ANY($6::uuid[]) AND l.id = v.id),"
     f" inputs AS ({insert_rows('transformation_input', _TAKEN_INPUT, 2)}),"
     f" made AS ({insert_rows('transformation_output', ('transformation_id', 'lot_id'), 3)}),"
     f" lineage AS ({insert_rows('lot_source', _LINEAGE, 4)})"
