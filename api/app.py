@@ -75,6 +75,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 components.setdefault(name, nested)
             components[model.__name__] = definition
         document(schema, app.state.settings)  # the configured maxima
+        problems.document_credentials(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -94,7 +94,7 @@ class Buckets:
 
 def _problem(status: int, code: str, title: str, detail: str, **extra: object) -> bytes:
     return orjson.dumps(
-        {"type": f"https://scrapflow.example/problems/{code}", "title": title, "status": status,
+        {"type": f"urn:scrapflow:problem:{code}", "title": title, "status": status,
          "detail": detail, "code": code, **extra}
     )  # fmt: skip
 
@@ -368,11 +368,29 @@ def limit_in(errors: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | N
 # --- The OpenAPI document ---------------------------------------------------------------------
 
 
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+# Answered here, before any route: every operation may be rate limited (a credential's rate, or
+# the address's on public paths), and every body may be too large.
+_AT_THE_DOOR = {
+    "429": {
+        "description": "Too Many Requests: retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": _PROBLEM,
+    },
+}
+_BODY_TOO_LARGE = {"413": {"description": "Content Too Large", "content": _PROBLEM}}
+
+
 def document(schema: dict[str, Any], settings: Settings) -> None:
     """Puts the configured maxima in the generated document: each bounded `limit` parameter's
-    maximum and the lot batch's item count."""
+    maximum and the lot batch's item count; and the answers of the limits at the door."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            for status, answer in (
+                {**_AT_THE_DOOR, **(_BODY_TOO_LARGE if "requestBody" in operation else {})}
+            ).items():
+                answers.setdefault(status, answer)
             for parameter in operation.get("parameters", ()):
                 setting = parameter["schema"].pop(_MAXIMUM_FROM, None)
                 if setting is not None:

@@ -92,6 +92,22 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def document_credentials(schema: dict[str, Any]) -> None:
+    """Every operation that takes a credential may answer 401 (none, or a bad one) and 403: the
+    role may not act, or a weighbridge device key calls anything but its ticket routes
+    (api.deps.current_actor). Added to the generated document where a route does not list them."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("security"):
+                answers = operation.setdefault("responses", {})
+                for status, answer in responses(401, 403).items():
+                    answers.setdefault(str(status), _documented(answer))
+
+
+def _documented(answer: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in answer.items() if key != "model"}
+
+
 def pointer(loc: Sequence[Any], document: Any = None) -> tuple[str, str | None]:
     """A JSON pointer into the request from a validation error's location. Pydantic puts the tag
     of a tagged union into the location (`/seller/individual/name`); the document has no such
@@ -176,9 +192,26 @@ async def _limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        return _unreadable_body(exc)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     headers = dict(exc.headers) if exc.headers else None
     return problem_response(exc.status_code, _http_code(exc.status_code), detail, headers=headers)
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI and Starlette answer a body they cannot decode (bytes that are not UTF-8, a
+    broken multipart form) with a bare 400, the only 400 this service gives: as malformed as a
+    JSON syntax error, which is a 422 `validation_failed`, so it is answered the same way."""
+    cause = exc.__cause__ or exc.__context__
+    detail = str(exc.detail) if cause is None else f"{exc.detail}: {cause}"
+    return problem_response(
+        422,
+        "validation_failed",
+        f"the request is invalid: body /: {detail}",
+        title="Invalid request",
+        errors=[{"pointer": "/", "detail": detail, "location": "body"}],
+    )
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,13 +6,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import Query, Request
-from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, ReadSession, require
 from api.limits import PageSize
 from api.problems import responses
 from api.routes import resource_router
 from api.schemas.audit import CheckpointOut, EventOut, EventPage, VerificationOut
+from api.schemas.common import Timestamp
 from domain.actor import Role
 from domain.audit import service as audit
 from domain.errors import InvalidInput, NotFound
@@ -36,8 +36,8 @@ async def events(
     enterprise_id: uuid.UUID | None = None,
     facility_id: uuid.UUID | None = None,
     lot_id: uuid.UUID | None = None,
-    occurred_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[Timestamp | None, Query(alias="from")] = None,
+    occurred_to: Annotated[Timestamp | None, Query(alias="to")] = None,
     after_seq: Annotated[int, Query(ge=0, le=2**62, description="Continue after this seq")] = 0,
     cursor: Annotated[
         str | None, Query(max_length=20, description="next_cursor of the previous page")

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Query, Request, Response
-from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, ReadSession
 from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
+from api.schemas.common import Timestamp
 from domain.base import utcnow
 from domain.errors import InvalidInput
 from integrations import epcis
@@ -126,18 +126,18 @@ async def events(
         ),
     ] = None,
     ge_event_time: Annotated[
-        AwareDatetime | None,
+        Timestamp | None,
         Query(alias="GE_eventTime", description="eventTime at or after"),
     ] = None,
     lt_event_time: Annotated[
-        AwareDatetime | None, Query(alias="LT_eventTime", description="eventTime before")
+        Timestamp | None, Query(alias="LT_eventTime", description="eventTime before")
     ] = None,
     ge_record_time: Annotated[
-        AwareDatetime | None,
+        Timestamp | None,
         Query(alias="GE_recordTime", description="recordTime at or after"),
     ] = None,
     lt_record_time: Annotated[
-        AwareDatetime | None, Query(alias="LT_recordTime", description="recordTime before")
+        Timestamp | None, Query(alias="LT_recordTime", description="recordTime before")
     ] = None,
     after_seq: Annotated[
         int, Query(ge=0, le=2**62, description="Continue after this audit seq")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -15,7 +14,7 @@ from api.deps import CurrentActor, PageParams, Session, encode_cursor, etag, req
 from api.limits import check_batch_size
 from api.problems import json_response, pointer, responses
 from api.routes import resource_router
-from api.schemas.common import Page
+from api.schemas.common import Page, Timestamp
 from api.schemas.lots import (
     EventOut,
     ImportOrigin,
@@ -175,8 +174,8 @@ async def list_lots(
     status: LotStatus | None = None,
     metal: Metal | None = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
-    collected_from: Annotated[datetime | None, Query(description="Inclusive")] = None,
-    collected_to: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    collected_from: Annotated[Timestamp | None, Query(description="Inclusive")] = None,
+    collected_to: Annotated[Timestamp | None, Query(description="Exclusive")] = None,
 ) -> Page[LotOut]:
     result = await lots.list_lots(
         session,

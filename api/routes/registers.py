@@ -17,11 +17,11 @@ import orjson
 import xlsxwriter
 from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, ReadSession
 from api.problems import responses
 from api.routes import resource_router
+from api.schemas.common import Timestamp
 from domain.base import utcnow
 from domain.errors import InvalidInput
 from domain.reports import registers
@@ -126,11 +126,9 @@ async def register(
     actor: CurrentActor,
     direction: Direction = Direction.incoming,
     period_from: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Default: 30 days before `to`")
+        Timestamp | None, Query(alias="from", description="Default: 30 days before `to`")
     ] = None,
-    period_to: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Default: now")
-    ] = None,
+    period_to: Annotated[Timestamp | None, Query(alias="to", description="Default: now")] = None,
     format: Format = "csv",
 ) -> StreamingResponse:
     facility = await registers.register_facility(session, actor, facility_id)

@@ -7,12 +7,12 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, ReadSession
 from api.limits import page_size
 from api.problems import responses
 from api.routes import resource_router
+from api.schemas.common import Timestamp
 from api.schemas.oversight import (
     AnomaliesOut,
     AnomalyOut,
@@ -32,11 +32,9 @@ router = resource_router("reports")
 async def _scope(
     actor: CurrentActor,
     period_from: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Default: 12 months before `to`")
+        Timestamp | None, Query(alias="from", description="Default: 12 months before `to`")
     ] = None,
-    period_to: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Default: now")
-    ] = None,
+    period_to: Annotated[Timestamp | None, Query(alias="to", description="Default: now")] = None,
     metal: Metal | None = None,
 ) -> oversight.Scope:
     jurisdiction = oversight.jurisdiction_of(actor)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -10,7 +9,7 @@ from fastapi import Query, Request, Response
 from api.deps import CurrentActor, PageParams, Session, encode_cursor, etag
 from api.problems import json_response, responses
 from api.routes import resource_router
-from api.schemas.common import Page
+from api.schemas.common import Page, Timestamp
 from api.schemas.shipments import CancelIn, ReceiptIn, ShipmentCreate, ShipmentOut
 from api.uow import Idempotent, IdempotentActor
 from domain.mass import kg_to_g
@@ -60,8 +59,8 @@ async def list_shipments(
     direction: Literal["sent", "received"] | None = None,
     status: ShipmentStatus | None = None,
     facility_id: Annotated[uuid.UUID | None, Query(description="Sending or receiving")] = None,
-    dispatched_from: datetime | None = None,
-    dispatched_to: datetime | None = None,
+    dispatched_from: Timestamp | None = None,
+    dispatched_to: Timestamp | None = None,
 ) -> Page[ShipmentOut]:
     result = await shipments.list_shipments(
         session,

@@ -7,11 +7,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import Query, Response
-from pydantic import AwareDatetime
 
 from api.deps import CurrentActor, ReadSession
 from api.problems import json_response, responses
 from api.routes import resource_router
+from api.schemas.common import Timestamp
 from api.schemas.reports import StatementOut
 from domain.lots.rules import Metal
 from domain.reports import service as reports
@@ -39,11 +39,11 @@ async def statement(
     session: ReadSession,
     actor: CurrentActor,
     period_from: Annotated[
-        AwareDatetime | None,
+        Timestamp | None,
         Query(alias="from", description="Start, inclusive", examples=["2026-01-01T00:00:00+08:00"]),
     ] = None,
     period_to: Annotated[
-        AwareDatetime | None,
+        Timestamp | None,
         Query(alias="to", description="End, exclusive", examples=["2027-01-01T00:00:00+08:00"]),
     ] = None,
     metal: Annotated[Metal | None, Query(description="One metal; both when left out")] = None,

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
 T = TypeVar("T")
 
@@ -40,6 +49,23 @@ RegionCode = Annotated[
     StringConstraints(max_length=6, pattern=r"^[0-9]{6}$"),
     Field(description="6-digit GB/T 2260 county code", examples=["520102"]),
 ]
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_text(value: object) -> object:
+    # Pydantic also reads a number, or a string of digits, as seconds since 1970: `to=0.5` would
+    # be a valid, silently wrong bound. A timestamp is RFC 3339 text or refused.
+    if isinstance(value, int | float | Decimal) or (
+        isinstance(value, str) and not _RFC3339.match(value)
+    ):
+        raise ValueError("expected RFC 3339 with an offset, e.g. 2026-11-20T08:00:00+08:00")
+    return value
+
+
+# A point in time in a request: RFC 3339 with an offset, never a bare number.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class Strict(BaseModel):

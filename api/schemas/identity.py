@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Name, Strict
+from api.schemas.common import Name, Strict, Timestamp
 from domain.actor import Role
 
 
@@ -59,7 +59,7 @@ class UserOut(BaseModel):
 class ApiKeyCreate(Owner):
     name: Name
     role: Role
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     facility_id: uuid.UUID | None = Field(
         default=None,
         description="For role device only (a weighbridge): the facility of the enterprise whose "

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import KilogramsOut, PositiveKilograms, Reason, Strict
+from api.schemas.common import KilogramsOut, PositiveKilograms, Reason, Strict, Timestamp
 from domain.audit.models import Event
 from domain.lots.models import Lot
 from domain.lots.rules import (
@@ -73,7 +73,7 @@ class LotCreate(Strict):
     net_kg: Annotated[PositiveKilograms, Field(le=1_000_000)]
     consumer_class: ConsumerClass
     channel: Channel
-    collected_at: AwareDatetime
+    collected_at: Timestamp
     origin: DomesticOrigin | ImportOrigin = Field(
         default_factory=DomesticOrigin, discriminator="type"
     )

@@ -8,9 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import JsonNumber, Kilograms, KilogramsOut, Reason, Strict
+from api.schemas.common import JsonNumber, Kilograms, KilogramsOut, Reason, Strict, Timestamp
 from domain.mass import g_to_kg
 from domain.shipments.models import Discrepancy, Shipment
 from domain.shipments.rules import DiscrepancyStatus, ShipmentStatus, VehicleEnergy
@@ -67,7 +67,7 @@ class ReceiptItemIn(Strict):
 
 
 class ReceiptIn(Strict):
-    received_at: AwareDatetime | None = None
+    received_at: Timestamp | None = None
     weighbridge_ticket_no: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None,
         description="A ticket posted by the receiving facility's weighbridge: a single lot takes "

@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import JsonNumber, KilogramsOut, PositiveKilograms, Strict
+from api.schemas.common import JsonNumber, KilogramsOut, PositiveKilograms, Strict, Timestamp
 from api.schemas.lots import LotOut
 from domain.lots.rules import LotKind, Metal
 from domain.mass import g_to_kg
@@ -59,8 +59,8 @@ class EnergyIn(Strict):
 class TransformationCreate(Strict):
     facility_id: uuid.UUID
     process: Process
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Timestamp
+    ended_at: Timestamp
     inputs: list[InputIn] = Field(min_length=1, max_length=1000)
     primary_inputs: list[PrimaryInputIn] = Field(default_factory=list, max_length=50)
     outputs: list[OutputIn] = Field(min_length=1, max_length=200)

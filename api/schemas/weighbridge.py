@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import KilogramsOut, PositiveKilograms, Strict
+from api.schemas.common import KilogramsOut, PositiveKilograms, Strict, Timestamp
 from domain.mass import g_to_kg
 from domain.weighbridge.models import WeighbridgeTicket
 
@@ -23,7 +23,7 @@ class TicketCreate(Strict):
     gross_kg: PositiveKilograms = Field(description="The loaded vehicle")
     tare_kg: PositiveKilograms = Field(description="The empty vehicle; less than gross")
     net_kg: PositiveKilograms = Field(description="Exactly gross − tare (else 422)")
-    weighed_at: AwareDatetime
+    weighed_at: Timestamp
     facility_id: uuid.UUID | None = Field(
         default=None,
         description="The device key's facility (the default); any other facility is 403",
