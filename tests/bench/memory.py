@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from tests.bench import loadgen
-from tests.bench.run import HOST, _seed, lot
+from tests.bench.run import HOST, Seed, _seed, lot
 from tests.bench.server import Footprint, database, serve, server_memory
 
 MB = 1024 * 1024
@@ -65,9 +65,9 @@ class _Phases:
             thread.join()
 
 
-async def _load(args: argparse.Namespace, port: int, phases: _Phases, api_key: str, facility: Any):
-    auth = {"Authorization": f"Bearer {api_key}"}
-    body = lot(facility)
+async def _load(args: argparse.Namespace, port: int, phases: _Phases, seed: Seed) -> dict[int, int]:
+    auth = {"Authorization": f"Bearer {seed.api_key}"}
+    body = lot(seed)
     one = loadgen.post("/api/v1/lots", body, auth)
     batch = loadgen.post("/api/v1/lots/batch", {"lots": [body] * args.batch_size}, auth)
     statuses: dict[int, int] = {}
@@ -77,13 +77,17 @@ async def _load(args: argparse.Namespace, port: int, phases: _Phases, api_key: s
     ):
         phases.phase = phase
         result = await loadgen.run(
-            HOST, port, lambda _, r=request: r, total=total, concurrency=concurrency
+            HOST, port, _always(request), total=total, concurrency=concurrency
         )
         for status, n in result.statuses.items():
             statuses[status] = statuses.get(status, 0) + n
     phases.phase = "after"
     await asyncio.sleep(2)
     return statuses
+
+
+def _always(request: bytes) -> Callable[[int], bytes]:
+    return lambda _: request
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seed = asyncio.run(_seed(url))
         with serve(url, workers=args.workers, settings=settings) as port, phases.watching():
             phases.sample()
-            statuses = asyncio.run(_load(args, port, phases, seed.api_key, seed))
+            statuses = asyncio.run(_load(args, port, phases, seed))
             phases.sample()
     order = ["ready", "registration", "batch", "after"]
     print(f"\nserver memory, MB (PSS / RSS); {args.workers} workers; env {settings or 'default'};")
