@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 
+from api import query
 from api.deps import CurrentActor
 from domain.actor import Actor
 from domain.errors import DomainError, InvalidInput
@@ -29,8 +30,10 @@ class _Replay(Exception):
 class UnitOfWorkRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        single = query.single_valued(self.dependant)
 
         async def in_transaction(request: Request) -> Response:
+            query.refuse_repeated(request, single)
             async with request.app.state.sessionmaker() as session:
                 request.state.session = session
                 try:
