@@ -30,6 +30,7 @@ import hypothesis
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from schemathesis.core.failures import FailureGroup
 from schemathesis.python import asgi
 from schemathesis.specs.openapi import checks as openapi_checks
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -193,7 +194,7 @@ def test_every_operation_answers_every_role_as_documented(
     _call_as(role, case, fuzzed)
 
 
-def _machine(role: str, fuzzed: Fuzzed) -> Any:
+def _machine(role: str, fuzzed: Fuzzed, failures: list[FailureGroup]) -> Any:
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def before_call(self, case: schemathesis.Case) -> None:
             case.headers = {**(case.headers or {}), **fuzzed.headers(role)}
@@ -205,22 +206,34 @@ def _machine(role: str, fuzzed: Fuzzed) -> Any:
             self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: Any
         ) -> None:
             CALLS[f"{role} (linked)"] += 1
-            case.validate_response(response, checks=CHECKS)
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except FailureGroup as failure:
+                failures.append(failure)
+                raise
 
     return Machine
 
 
 @pytest.mark.parametrize("role", ["admin", "a_admin"])
 def test_linked_operations_answer_as_documented(role: str, fuzzed: Fuzzed) -> None:
-    _machine(role, fuzzed).run(
-        settings=hypothesis.settings(
-            max_examples=EXAMPLES * 5,
-            stateful_step_count=10,
-            deadline=None,
-            suppress_health_check=list(hypothesis.HealthCheck),
-            derandomize=True,
-            # What a scenario wrote stays (it is committed), so a replay to shrink a failure
-            # meets other data and cannot be followed: the failure is reported as found.
-            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    failures: list[FailureGroup] = []
+    try:
+        _machine(role, fuzzed, failures).run(
+            settings=hypothesis.settings(
+                max_examples=EXAMPLES * 5,
+                stateful_step_count=10,
+                deadline=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+                derandomize=True,
+                # What a scenario wrote stays (it is committed), so a replay to shrink a failure
+                # meets other data and cannot be followed: the failure is reported as found.
+                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            )
         )
-    )
+    except hypothesis.errors.FlakyStrategyDefinition:
+        # For the same reason Hypothesis stops when a path it took before now goes elsewhere (a
+        # name an earlier scenario took answers 409, so no id follows): the run ends there, as
+        # Schemathesis's own runner ends a scenario. A failure met before still fails the test.
+        if failures:
+            raise failures[0] from None
