@@ -369,11 +369,18 @@ def limit_in(errors: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | N
 
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-# Answered here, before any route: every operation may be rate limited (a credential's rate, or
-# the address's on public paths), and every body may be too large.
+# Answered before or around any route: every operation may be rate limited (a credential's rate,
+# or the address's on public paths), may meet the database down or its pool exhausted (503, retry
+# with the same Idempotency-Key), and every body may be too large.
 _AT_THE_DOOR = {
     "429": {
         "description": "Too Many Requests: retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": _PROBLEM,
+    },
+    "503": {
+        "description": "Service Unavailable (database_unavailable, database_busy): retry after "
+        "Retry-After seconds",
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         "content": _PROBLEM,
     },
