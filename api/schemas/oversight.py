@@ -65,6 +65,15 @@ class FlowsOut(BaseModel):
         )
 
 
+def _plain(figure: Decimal | int | None) -> Decimal | None:
+    """asyncpg decodes a numeric sum such as 80000 as Decimal('8E+4'); a whole figure is spelled
+    out in digits so that it reads (and compares as text) like the number it is."""
+    if figure is None:
+        return None
+    figure = Decimal(figure)
+    return figure.quantize(Decimal(1)) if figure == figure.to_integral_value() else figure
+
+
 class IndicatorOut(BaseModel):
     key: str
     value: Decimal | None = Field(description="Null when there is nothing to measure yet")
@@ -85,8 +94,8 @@ class IndicatorOut(BaseModel):
             target=indicator.target,
             target_note=indicator.target_note,
             met=indicator.met,
-            numerator=None if indicator.numerator is None else Decimal(indicator.numerator),
-            denominator=None if indicator.denominator is None else Decimal(indicator.denominator),
+            numerator=_plain(indicator.numerator),
+            denominator=_plain(indicator.denominator),
             detail=indicator.detail,
         )
 
