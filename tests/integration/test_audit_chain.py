@@ -569,23 +569,27 @@ async def test_a_checkpoint_signed_by_another_key_is_refused(db: Db) -> None:
     assert (result.broken.seq, result.broken.reason) == (25, "bad_checkpoint_signature")
 
 
+async def _edit_and_rechain(owner: asyncpg.Connection, seq: int) -> None:
+    """Edit the event at `seq`, then recompute every hash from it on, exactly as the sealer would:
+    a chain that is consistent again, which only the signed checkpoints can catch."""
+    await owner.execute(
+        "UPDATE event SET payload = payload || '{\"net_g\": 1}' WHERE seq = $1", seq
+    )
+    previous = await owner.fetchval("SELECT hash FROM event WHERE seq = $1", seq - 1)
+    for row in await owner.fetch("SELECT * FROM event WHERE seq >= $1 ORDER BY seq", seq):
+        event = dict(row)
+        event["payload"] = json.loads(event["payload"])
+        digest = rules.chain_hash(previous, event)
+        await owner.execute(
+            "UPDATE event SET prev_hash = $1, hash = $2 WHERE id = $3", previous, digest, row["id"]
+        )
+        previous = digest
+
+
 async def test_a_consistently_rewritten_chain_is_caught_by_its_checkpoint(db: Db) -> None:
     await _checkpointed_chain(db, count=30, every=10)
     async with as_owner(db) as owner:
-        await owner.execute("UPDATE event SET payload = payload || '{\"net_g\": 1}' WHERE seq = 15")
-        # Recompute every hash from the edit on, exactly as the sealer would.
-        previous = await owner.fetchval("SELECT hash FROM event WHERE seq = 14")
-        for row in await owner.fetch("SELECT * FROM event WHERE seq >= 15 ORDER BY seq"):
-            event = dict(row)
-            event["payload"] = json.loads(event["payload"])
-            digest = rules.chain_hash(previous, event)
-            await owner.execute(
-                "UPDATE event SET prev_hash = $1, hash = $2 WHERE id = $3",
-                previous,
-                digest,
-                row["id"],
-            )
-            previous = digest
+        await _edit_and_rechain(owner, 15)
     result = await verify(db)
     assert result.broken is not None
     assert (result.broken.seq, result.broken.reason) == (20, "checkpoint_mismatch")
@@ -602,19 +606,7 @@ async def test_an_insiders_own_key_in_the_database_does_not_make_a_forgery_valid
     await _checkpointed_chain(db, count=30, every=10)
     insider = Ed25519Signer(b"i" * 32)
     async with as_owner(db) as owner:
-        await owner.execute("UPDATE event SET payload = payload || '{\"net_g\": 1}' WHERE seq = 5")
-        previous = await owner.fetchval("SELECT hash FROM event WHERE seq = 4")
-        for row in await owner.fetch("SELECT * FROM event WHERE seq >= 5 ORDER BY seq"):
-            event = dict(row)
-            event["payload"] = json.loads(event["payload"])
-            digest = rules.chain_hash(previous, event)
-            await owner.execute(
-                "UPDATE event SET prev_hash = $1, hash = $2 WHERE id = $3",
-                previous,
-                digest,
-                row["id"],
-            )
-            previous = digest
+        await _edit_and_rechain(owner, 5)
         await owner.execute(
             "INSERT INTO signing_key (key_id, algorithm, public_key) VALUES ($1, 'Ed25519', $2)",
             insider.key_id,
